@@ -1,0 +1,134 @@
+//! When to commit: the trade between ack latency, device RAM and SD-card wear.
+//!
+//! Every redb commit costs about 28 KB of writes on top of its payload (see
+//! `../shared/reference/RUMQTTD.md`), so many small commits wear an SD card out, while few
+//! large ones make devices wait longer for their acks (and hold more readings in RAM).
+//! The policy slides with the load, measured as record bytes per second:
+//!
+//! - at or below `low_load_bytes_per_sec`, readings wait up to `min_commit_interval` (a typical
+//!   site of 1,000 devices at 1 reading/s: about 0.75 s, so about 40 KB per commit and under 2
+//!   disk bytes per payload byte);
+//! - at or above 4x that rate, they wait at most `max_commit_delay` (latency first: the commit
+//!   cost is small next to the payload anyway);
+//! - in between, the wait falls geometrically from one to the other.
+//!
+//! Independently, a group commits as soon as `commit_bytes` are waiting.
+
+use std::time::Duration;
+
+/// The commit decision, given the load.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitPolicy {
+    /// Commit when this many record bytes wait.
+    pub commit_bytes: u64,
+    /// Wait at high load.
+    pub max_commit_delay: Duration,
+    /// Wait at low load.
+    pub min_commit_interval: Duration,
+    /// Load (bytes/s) at or below which the low-load wait applies.
+    pub low_load_bytes_per_sec: f64,
+}
+
+/// Ratio between the rate where the high-load wait applies and `low_load_bytes_per_sec`.
+const HIGH_LOAD_FACTOR: f64 = 4.0;
+
+impl CommitPolicy {
+    /// How long the oldest waiting reading may wait at `bytes_per_sec`.
+    pub fn wait_for(&self, bytes_per_sec: f64) -> Duration {
+        let low = self.low_load_bytes_per_sec;
+        let (slow, fast) = (self.min_commit_interval, self.max_commit_delay);
+        if bytes_per_sec.is_nan() || bytes_per_sec <= low {
+            return slow;
+        }
+        if bytes_per_sec >= low * HIGH_LOAD_FACTOR {
+            return fast;
+        }
+        // Geometric interpolation: position 0 at `low`, 1 at `low * HIGH_LOAD_FACTOR`.
+        let position = (bytes_per_sec / low).ln() / HIGH_LOAD_FACTOR.ln();
+        let ratio = fast.as_secs_f64() / slow.as_secs_f64().max(f64::EPSILON);
+        slow.mul_f64(ratio.powf(position)).max(fast)
+    }
+
+    /// Whether a group with `pending_bytes`, whose oldest reading has waited `age`, commits now.
+    pub fn should_commit(&self, pending_bytes: u64, age: Duration, bytes_per_sec: f64) -> bool {
+        pending_bytes >= self.commit_bytes || age >= self.wait_for(bytes_per_sec)
+    }
+}
+
+/// Exponentially weighted moving average of a byte rate, with a time constant of about 2 s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateEstimator {
+    bytes_per_sec: f64,
+}
+
+const TIME_CONSTANT_SECS: f64 = 2.0;
+
+impl RateEstimator {
+    /// Accounts for `bytes` that arrived over `elapsed`.
+    pub fn observe(&mut self, bytes: u64, elapsed: Duration) {
+        let dt = elapsed.as_secs_f64();
+        if dt <= 0.0 {
+            return;
+        }
+        let weight = 1.0 - (-dt / TIME_CONSTANT_SECS).exp();
+        self.bytes_per_sec += weight * (bytes as f64 / dt - self.bytes_per_sec);
+    }
+
+    /// The current estimate.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.bytes_per_sec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CommitPolicy {
+        CommitPolicy {
+            commit_bytes: 256 * 1024,
+            max_commit_delay: Duration::from_millis(25),
+            min_commit_interval: Duration::from_millis(750),
+            low_load_bytes_per_sec: 64.0 * 1024.0,
+        }
+    }
+
+    #[test]
+    fn wait_slides_from_slow_to_fast_with_load() {
+        let p = policy();
+        assert_eq!(p.wait_for(0.0), Duration::from_millis(750));
+        assert_eq!(p.wait_for(50_000.0), Duration::from_millis(750));
+        assert_eq!(p.wait_for(4.0 * 65_536.0), Duration::from_millis(25));
+        assert_eq!(p.wait_for(1e9), Duration::from_millis(25));
+        let mid = p.wait_for(2.0 * 65_536.0);
+        // Halfway on the log scale: the geometric mean of 750 ms and 25 ms.
+        assert!(
+            (mid.as_secs_f64() - (0.75f64 * 0.025).sqrt()).abs() < 1e-3,
+            "{mid:?}"
+        );
+        let mut last = Duration::MAX;
+        for rate in (1..200).map(|i| f64::from(i) * 2_000.0) {
+            let w = p.wait_for(rate);
+            assert!(w <= last, "wait must not grow with load");
+            last = w;
+        }
+        assert_eq!(p.wait_for(f64::NAN), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn size_triggers_regardless_of_age() {
+        let p = policy();
+        assert!(p.should_commit(256 * 1024, Duration::ZERO, 0.0));
+        assert!(!p.should_commit(1_000, Duration::from_millis(100), 0.0));
+        assert!(p.should_commit(1_000, Duration::from_millis(30), 1e9));
+    }
+
+    #[test]
+    fn rate_estimate_converges() {
+        let mut r = RateEstimator::default();
+        for _ in 0..400 {
+            r.observe(10_000, Duration::from_millis(100));
+        }
+        assert!((r.bytes_per_sec() - 100_000.0).abs() < 1.0);
+    }
+}

@@ -1,0 +1,141 @@
+//! Buffer settings (`[buffer]` in the config file).
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to do when the buffer reaches `capacity_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FullPolicy {
+    /// Store nothing new and send no acks: devices keep their readings (backpressure).
+    RejectNew,
+    /// Evict the oldest undelivered readings (counted and logged as data loss).
+    DropOldest,
+}
+
+/// What happens to readings older than `retention_secs` that were not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetentionAction {
+    /// Delete them (counted as expired, logged as data loss).
+    Drop,
+}
+
+/// `[buffer]` as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// Directory holding `buffer.redb`.
+    pub data_dir: PathBuf,
+    /// Most bytes of readings to hold (record bytes; the file is larger by B-tree overhead).
+    pub capacity_bytes: u64,
+    /// Policy at capacity.
+    pub full_policy: FullPolicy,
+    /// Commit as soon as this many record bytes wait (throughput under load).
+    pub commit_bytes: u64,
+    /// Longest a reading waits for its commit, and so for its ack (latency at low load).
+    pub max_commit_delay_ms: u64,
+    /// Shortest interval between commits at low load (SD-card wear; see README).
+    pub min_commit_interval_ms: u64,
+    /// Record bytes per second at or below which commits are spaced `min_commit_interval_ms`
+    /// apart; at 4x this rate and above they come `max_commit_delay_ms` apart.
+    pub low_load_bytes_per_sec: u64,
+    /// How often per-device dedupe state is checkpointed (bounds the replay at open).
+    pub checkpoint_interval_ms: u64,
+    /// Age (by arrival) after which undelivered readings leave the buffer; 0 keeps them
+    /// until delivered or evicted.
+    pub retention_secs: u64,
+    /// What leaving means.
+    pub retention_action: RetentionAction,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            capacity_bytes: 1 << 30,
+            full_policy: FullPolicy::RejectNew,
+            commit_bytes: 256 * 1024,
+            max_commit_delay_ms: 25,
+            min_commit_interval_ms: 750,
+            low_load_bytes_per_sec: 64 * 1024,
+            checkpoint_interval_ms: 30_000,
+            retention_secs: 0,
+            retention_action: RetentionAction::Drop,
+        }
+    }
+}
+
+/// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`) or `./gateway-data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("gateway-data"))
+}
+
+/// Checked buffer settings.
+#[derive(Debug, Clone)]
+pub struct ValidBufferConfig {
+    /// The redb file.
+    pub path: PathBuf,
+    /// See [`BufferConfig::capacity_bytes`].
+    pub capacity_bytes: u64,
+    /// See [`BufferConfig::full_policy`].
+    pub full_policy: FullPolicy,
+    /// See [`BufferConfig::commit_bytes`].
+    pub commit_bytes: u64,
+    /// See [`BufferConfig::max_commit_delay_ms`].
+    pub max_commit_delay: Duration,
+    /// See [`BufferConfig::min_commit_interval_ms`].
+    pub min_commit_interval: Duration,
+    /// See [`BufferConfig::low_load_bytes_per_sec`].
+    pub low_load_bytes_per_sec: f64,
+    /// See [`BufferConfig::checkpoint_interval_ms`].
+    pub checkpoint_interval: Duration,
+    /// See [`BufferConfig::retention_secs`]; `None` for no limit.
+    pub retention: Option<Duration>,
+    /// See [`BufferConfig::retention_action`].
+    pub retention_action: RetentionAction,
+}
+
+impl BufferConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<ValidBufferConfig, String> {
+        if self.capacity_bytes < 1 << 20 {
+            return Err("buffer.capacity_bytes must be at least 1048576 (1 MiB)".into());
+        }
+        if self.commit_bytes == 0 {
+            return Err("buffer.commit_bytes must be positive".into());
+        }
+        if self.max_commit_delay_ms == 0 || self.max_commit_delay_ms > 60_000 {
+            return Err("buffer.max_commit_delay_ms must be between 1 and 60000".into());
+        }
+        if self.min_commit_interval_ms > 60_000 {
+            return Err("buffer.min_commit_interval_ms must be at most 60000".into());
+        }
+        if self.min_commit_interval_ms < self.max_commit_delay_ms {
+            return Err(
+                "buffer.min_commit_interval_ms must be at least max_commit_delay_ms".into(),
+            );
+        }
+        if self.low_load_bytes_per_sec == 0 {
+            return Err("buffer.low_load_bytes_per_sec must be positive".into());
+        }
+        if self.checkpoint_interval_ms < 100 {
+            return Err("buffer.checkpoint_interval_ms must be at least 100".into());
+        }
+        Ok(ValidBufferConfig {
+            path: self.data_dir.join("buffer.redb"),
+            capacity_bytes: self.capacity_bytes,
+            full_policy: self.full_policy,
+            commit_bytes: self.commit_bytes,
+            max_commit_delay: Duration::from_millis(self.max_commit_delay_ms),
+            min_commit_interval: Duration::from_millis(self.min_commit_interval_ms),
+            low_load_bytes_per_sec: self.low_load_bytes_per_sec as f64,
+            checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            retention: (self.retention_secs > 0).then(|| Duration::from_secs(self.retention_secs)),
+            retention_action: self.retention_action,
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Stage 2, the durable buffer: every accepted reading is in redb before its device is
+//! acknowledged, and stays there until the forwarder or the export delivered it.
+//!
+//! - [`layout`]: the file format and its invariants.
+//! - [`sequencer`]: dedupe and gap logic per device.
+//! - [`commit_policy`]: when to commit (latency vs SD-card wear).
+//! - [`writer`]: the single writer thread (group commit, capacity, checkpoints, acks).
+//! - [`store`]: open, recovery and reads.
+
+pub mod commit_policy;
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod metrics;
+pub mod sequencer;
+pub mod store;
+pub mod writer;
+
+pub use config::{BufferConfig, FullPolicy, RetentionAction, ValidBufferConfig};
+pub use error::{OpenError, ReadError, WriteError};
+pub use layout::{BatchRecord, RecordReading};
+pub use metrics::BufferMetrics;
+pub use store::{Buffer, BufferStats, Recovered};
+pub use writer::{AckOut, Command, IncomingBatch, WriterHandle};

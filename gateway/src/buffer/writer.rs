@@ -1,0 +1,634 @@
+//! The single writer: group commit, dedupe, capacity policy, checkpoints, acks.
+//!
+//! Ingest hands over validated batches ([`IncomingBatch`]); the writer groups them until the
+//! [`CommitPolicy`] says commit, applies the [`sequencer`](super::sequencer) per device,
+//! appends one log record per device batch, commits with `Durability::Immediate`, and only
+//! then hands the acks to ingest. Deletes of delivered readings come through the same thread,
+//! so every change to the file is serialised here and the in-memory dedupe state always
+//! matches the last commit.
+//!
+//! When a commit fails (disk full, I/O error) nothing of the group is acknowledged: devices
+//! keep those readings and resend them. The writer then reopens the file (redb refuses further
+//! use of a handle after an I/O error), restores its state from the file, and retries with
+//! backoff; health reports the buffer not writable until a commit succeeds again.
+
+use super::commit_policy::{CommitPolicy, RateEstimator};
+use super::config::{FullPolicy, ValidBufferConfig};
+use super::error::WriteError;
+use super::layout::{
+    BatchRecord, DEVICES, DeviceState, LOG, META, META_BUFFERED_BYTES, META_BUFFERED_READINGS,
+    META_CHECKPOINT_LOG_ID, RecordHeader, RecordReading,
+};
+use super::metrics::BufferMetrics;
+use super::sequencer::{self, BatchSeq};
+use super::store::{Buffer, Recovered};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redb::{Durability, ReadableTable};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A validated uplink batch, handed from ingest to the buffer.
+#[derive(Debug, Clone)]
+pub struct IncomingBatch {
+    /// The device.
+    pub device: String,
+    /// Boot counter.
+    pub boot: u32,
+    /// Sequence number of `readings[0]`.
+    pub first_seq: u32,
+    /// Lowest sequence number the device still holds.
+    pub held_from: u32,
+    /// Gateway UTC ms at arrival.
+    pub received_ms: i64,
+    /// Reading UTC = `t_ms + utc_offset_ms`.
+    pub utc_offset_ms: i64,
+    /// The readings (1..=128).
+    pub readings: Vec<RecordReading>,
+    /// When ingest received it (for latency metrics).
+    pub arrived: Instant,
+}
+
+/// A durable ack to publish: every `seq <= through_seq` of `boot` is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckOut {
+    /// The device.
+    pub device: String,
+    /// Its boot.
+    pub boot: u32,
+    /// Highest settled sequence number.
+    pub through_seq: u32,
+}
+
+/// Requests to the writer.
+#[derive(Debug)]
+pub enum Command {
+    /// Store a batch (and ack it once durable).
+    Append(IncomingBatch),
+    /// Delete delivered log entries by id; `done` receives the number of readings deleted.
+    Delete {
+        /// Log ids.
+        ids: Vec<u64>,
+        /// Completion signal, sent after the commit.
+        done: Option<crossbeam_channel::Sender<Result<u64, String>>>,
+    },
+}
+
+/// Sending side of the writer's queue.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: Sender<Command>,
+}
+
+impl WriterHandle {
+    /// Queues a batch. Blocks while the queue is full (backpressure on ingest). Returns the
+    /// batch back if the writer has stopped.
+    pub fn append(&self, batch: IncomingBatch) -> Result<(), IncomingBatch> {
+        self.tx.send(Command::Append(batch)).map_err(|e| match e.0 {
+            Command::Append(b) => b,
+            Command::Delete { .. } => unreachable_batch(),
+        })
+    }
+
+    /// Deletes delivered entries and waits for the commit. Returns readings deleted.
+    pub fn delete(&self, ids: Vec<u64>) -> Result<u64, String> {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Command::Delete {
+                ids,
+                done: Some(done),
+            })
+            .map_err(|_| "buffer writer stopped".to_string())?;
+        wait.recv()
+            .map_err(|_| "buffer writer stopped".to_string())?
+    }
+}
+
+fn unreachable_batch() -> IncomingBatch {
+    // `append` only ever sends `Command::Append`, so the returned command is always one.
+    IncomingBatch {
+        device: String::new(),
+        boot: 0,
+        first_seq: 0,
+        held_from: 0,
+        received_ms: 0,
+        utc_offset_ms: 0,
+        readings: Vec::new(),
+        arrived: Instant::now(),
+    }
+}
+
+/// Queue length between ingest and the writer, in batches.
+const QUEUE_BATCHES: usize = 8192;
+/// Backoff bounds while the disk refuses writes.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Starts the writer thread. It stops when every [`WriterHandle`] is dropped, after
+/// committing what it holds and writing a final checkpoint.
+pub fn spawn(
+    buffer: Buffer,
+    recovered: Recovered,
+    config: ValidBufferConfig,
+    metrics: BufferMetrics,
+    acks: Sender<Vec<AckOut>>,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE_BATCHES);
+    let mut writer = Writer::new(buffer, recovered, config, metrics, acks);
+    let handle = std::thread::Builder::new()
+        .name("buffer-writer".into())
+        .spawn(move || writer.run(&rx))?;
+    Ok((WriterHandle { tx }, handle))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Writer {
+    buffer: Buffer,
+    config: ValidBufferConfig,
+    policy: CommitPolicy,
+    metrics: BufferMetrics,
+    acks: Sender<Vec<AckOut>>,
+    /// Dedupe state as of the last successful commit.
+    states: HashMap<String, DeviceState>,
+    /// Devices whose state changed since the last checkpoint.
+    dirty: HashSet<String>,
+    next_log_id: u64,
+    checkpoint_log_id: u64,
+    last_checkpoint: Instant,
+    buffered_readings: u64,
+    buffered_bytes: u64,
+    oldest_received_ms: Option<i64>,
+    rate: RateEstimator,
+    last_rate_sample: Instant,
+    /// `Some(when to retry)` while the disk refuses writes.
+    broken: Option<(Instant, Duration)>,
+    record_buf: Vec<u8>,
+}
+
+/// A delete request and where to report its outcome.
+type DeleteRequest = (Vec<u64>, Option<Sender<Result<u64, String>>>);
+
+/// The group being collected.
+#[derive(Default)]
+struct Group {
+    appends: Vec<IncomingBatch>,
+    deletes: Vec<DeleteRequest>,
+    bytes: u64,
+    oldest: Option<Instant>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.deletes.is_empty()
+    }
+
+    fn add(&mut self, command: Command) {
+        match command {
+            Command::Append(batch) => {
+                self.bytes += 36 + batch.device.len() as u64 + 14 * batch.readings.len() as u64;
+                self.oldest.get_or_insert(batch.arrived);
+                self.appends.push(batch);
+            }
+            Command::Delete { ids, done } => {
+                self.oldest.get_or_insert_with(Instant::now);
+                self.deletes.push((ids, done));
+            }
+        }
+    }
+}
+
+/// What one commit did, applied to memory only after it succeeded.
+#[derive(Default)]
+struct Outcome {
+    states: HashMap<String, DeviceState>,
+    acks: HashMap<String, AckOut>,
+    stored: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    lost_at_device: u64,
+    stale: u64,
+    rejected_full: u64,
+    evicted: u64,
+    expired: u64,
+    /// Readings deleted per delete command, in group order.
+    delivered: Vec<u64>,
+    deleted: Vec<u64>,
+    checkpointed: bool,
+    next_log_id: u64,
+    buffered_readings: u64,
+    buffered_bytes: u64,
+    oldest_received_ms: Option<i64>,
+}
+
+impl Writer {
+    fn new(
+        buffer: Buffer,
+        recovered: Recovered,
+        config: ValidBufferConfig,
+        metrics: BufferMetrics,
+        acks: Sender<Vec<AckOut>>,
+    ) -> Self {
+        let policy = CommitPolicy {
+            commit_bytes: config.commit_bytes,
+            max_commit_delay: config.max_commit_delay,
+            min_commit_interval: config.min_commit_interval,
+            low_load_bytes_per_sec: config.low_load_bytes_per_sec,
+        };
+        let mut w = Self {
+            buffer,
+            config,
+            policy,
+            metrics,
+            acks,
+            states: HashMap::new(),
+            dirty: HashSet::new(),
+            next_log_id: 0,
+            checkpoint_log_id: 0,
+            last_checkpoint: Instant::now(),
+            buffered_readings: 0,
+            buffered_bytes: 0,
+            oldest_received_ms: None,
+            rate: RateEstimator::default(),
+            last_rate_sample: Instant::now(),
+            broken: None,
+            record_buf: Vec::with_capacity(4096),
+        };
+        w.restore(recovered);
+        w.metrics.writable.set(1);
+        w
+    }
+
+    fn restore(&mut self, r: Recovered) {
+        // Replayed devices differ from their checkpoint: checkpoint them again.
+        self.dirty = if r.replayed > 0 {
+            r.states.keys().cloned().collect()
+        } else {
+            HashSet::new()
+        };
+        self.states = r.states;
+        self.next_log_id = r.next_log_id;
+        self.checkpoint_log_id = r.checkpoint_log_id;
+        self.buffered_readings = r.buffered_readings;
+        self.buffered_bytes = r.buffered_bytes;
+        self.oldest_received_ms = r.oldest_received_ms;
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        self.metrics
+            .buffered_readings
+            .set(self.buffered_readings as i64);
+        self.metrics.buffered_bytes.set(self.buffered_bytes as i64);
+        let age = self
+            .oldest_received_ms
+            .map_or(0.0, |t| ((now_ms() - t) as f64 / 1000.0).max(0.0));
+        self.metrics.oldest_age_seconds.set(age);
+    }
+
+    fn run(&mut self, rx: &Receiver<Command>) {
+        let mut disconnected = false;
+        while !disconnected {
+            let mut group = Group::default();
+            // Wait for work, waking up for checkpoints and retries.
+            match rx.recv_timeout(self.idle_wait()) {
+                Ok(c) => group.add(c),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+            // Collect until the policy says commit.
+            while !disconnected && !group.is_empty() {
+                let age = group.oldest.map_or(Duration::ZERO, |t| t.elapsed());
+                let rate = self.rate_now();
+                if self.policy.should_commit(group.bytes, age, rate) {
+                    break;
+                }
+                let wait = self.policy.wait_for(rate).saturating_sub(age);
+                match rx.recv_timeout(wait) {
+                    Ok(c) => group.add(c),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => disconnected = true,
+                }
+            }
+            self.rate
+                .observe(group.bytes, self.last_rate_sample.elapsed());
+            self.last_rate_sample = Instant::now();
+            let checkpoint_due = disconnected
+                || (!self.dirty.is_empty()
+                    && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
+            let expiry_due = self.config.retention.is_some_and(|r| {
+                let cutoff = now_ms().saturating_sub(r.as_millis() as i64);
+                self.oldest_received_ms.is_some_and(|t| t < cutoff)
+            });
+            if !group.is_empty() || checkpoint_due || expiry_due {
+                self.commit_group(group, checkpoint_due);
+            }
+            self.publish_gauges();
+        }
+    }
+
+    fn rate_now(&self) -> f64 {
+        self.rate.bytes_per_sec()
+    }
+
+    fn idle_wait(&self) -> Duration {
+        let checkpoint = self
+            .config
+            .checkpoint_interval
+            .saturating_sub(self.last_checkpoint.elapsed());
+        let retry = self.broken.map_or(Duration::MAX, |(at, _)| {
+            at.saturating_duration_since(Instant::now())
+        });
+        checkpoint
+            .min(retry)
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(1))
+    }
+
+    fn commit_group(&mut self, group: Group, checkpoint_due: bool) {
+        if let Some((retry_at, backoff)) = self.broken {
+            if Instant::now() < retry_at {
+                self.refuse(group, "buffer not writable");
+                return;
+            }
+            match self.buffer.reopen(Duration::from_secs(5)) {
+                Ok(recovered) => self.restore(recovered),
+                Err(e) => {
+                    tracing::error!(error = %e, "Buffer reopen failed; readings are not acknowledged.");
+                    self.broken = Some((Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
+                    self.refuse(group, "buffer reopen failed");
+                    return;
+                }
+            }
+        }
+        let started = Instant::now();
+        let count: u64 = group.appends.iter().map(|b| b.readings.len() as u64).sum();
+        match self.write(&group, checkpoint_due) {
+            Ok(outcome) => {
+                if self.broken.take().is_some() {
+                    tracing::info!("Buffer is writable again.");
+                }
+                self.metrics.writable.set(1);
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.commit_readings.observe(count as f64);
+                self.apply(outcome, group);
+            }
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                self.metrics.writable.set(0);
+                let backoff = self.broken.map_or(RETRY_MIN, |(_, b)| b);
+                if e.is_out_of_space() {
+                    tracing::error!(error = %e, "Disk full: readings are not acknowledged; devices keep them. Retrying.");
+                } else {
+                    tracing::error!(error = %e, "Buffer commit failed: readings are not acknowledged. Retrying.");
+                }
+                self.broken = Some((Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
+                self.refuse(group, "commit failed");
+            }
+        }
+    }
+
+    /// Answers a group that could not be committed: no acks, deletes report failure.
+    fn refuse(&self, group: Group, why: &str) {
+        for (_, done) in group.deletes {
+            if let Some(done) = done {
+                let _ = done.send(Err(why.to_string()));
+            }
+        }
+    }
+
+    /// Runs one write transaction; memory is untouched until it returns Ok.
+    fn write(&mut self, group: &Group, checkpoint_due: bool) -> Result<Outcome, WriteError> {
+        let db = self
+            .buffer
+            .db()
+            .map_err(|_| WriteError::from(redb::StorageError::PreviousIo))?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut o = Outcome {
+            next_log_id: self.next_log_id,
+            buffered_readings: self.buffered_readings,
+            buffered_bytes: self.buffered_bytes,
+            oldest_received_ms: self.oldest_received_ms,
+            ..Outcome::default()
+        };
+        {
+            let mut log = txn.open_table(LOG)?;
+            for batch in &group.appends {
+                self.append(&mut log, batch, &mut o)?;
+            }
+            for (ids, _) in &group.deletes {
+                let mut readings = 0;
+                for &id in ids {
+                    if let Some(v) = log.remove(id)? {
+                        o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
+                        let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
+                        o.buffered_readings = o.buffered_readings.saturating_sub(n);
+                        readings += n;
+                        o.deleted.push(id);
+                    }
+                }
+                o.delivered.push(readings);
+            }
+            if self.config.full_policy == FullPolicy::DropOldest {
+                while o.buffered_bytes > self.config.capacity_bytes {
+                    let Some((k, v)) = log.pop_first()? else {
+                        break;
+                    };
+                    let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
+                    o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
+                    o.buffered_readings = o.buffered_readings.saturating_sub(n);
+                    o.evicted += n;
+                    o.deleted.push(k.value());
+                }
+            }
+            if let Some(retention) = self.config.retention {
+                let cutoff = now_ms().saturating_sub(retention.as_millis() as i64);
+                self.expire(&mut log, cutoff, &mut o)?;
+            }
+            o.oldest_received_ms = match log.first()? {
+                Some((_, v)) => RecordHeader::decode(v.value()).ok().map(|h| h.received_ms),
+                None => None,
+            };
+        }
+        let deletes_past_checkpoint = o.deleted.iter().any(|&id| id > self.checkpoint_log_id);
+        if checkpoint_due || deletes_past_checkpoint {
+            let mut devices = txn.open_table(DEVICES)?;
+            for device in self.dirty.iter().chain(o.states.keys()) {
+                let state = o.states.get(device).or_else(|| self.states.get(device));
+                if let Some(state) = state {
+                    devices.insert(device.as_str(), state.to_bytes().as_slice())?;
+                }
+            }
+            o.checkpointed = true;
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_BUFFERED_READINGS, o.buffered_readings)?;
+            meta.insert(META_BUFFERED_BYTES, o.buffered_bytes)?;
+            if o.checkpointed {
+                meta.insert(META_CHECKPOINT_LOG_ID, o.next_log_id.saturating_sub(1))?;
+            }
+        }
+        txn.commit()?;
+        Ok(o)
+    }
+
+    /// Removes log entries that arrived before `cutoff` (retention), oldest first.
+    fn expire(
+        &self,
+        log: &mut redb::Table<'_, u64, &[u8]>,
+        cutoff: i64,
+        o: &mut Outcome,
+    ) -> Result<(), WriteError> {
+        loop {
+            let old = match log.first()? {
+                Some((k, v)) => RecordHeader::decode(v.value())
+                    .ok()
+                    .filter(|h| h.received_ms < cutoff)
+                    .map(|h| (k.value(), u64::from(h.count), v.value().len() as u64)),
+                None => None,
+            };
+            let Some((id, count, len)) = old else {
+                return Ok(());
+            };
+            log.remove(id)?;
+            o.buffered_bytes = o.buffered_bytes.saturating_sub(len);
+            o.buffered_readings = o.buffered_readings.saturating_sub(count);
+            o.expired += count;
+            o.deleted.push(id);
+        }
+    }
+
+    /// Admits one batch inside the transaction.
+    fn append(
+        &mut self,
+        log: &mut redb::Table<'_, u64, &[u8]>,
+        batch: &IncomingBatch,
+        o: &mut Outcome,
+    ) -> Result<(), WriteError> {
+        let current = o
+            .states
+            .get(&batch.device)
+            .or_else(|| self.states.get(&batch.device))
+            .copied();
+        let seq = BatchSeq {
+            boot: batch.boot,
+            first_seq: batch.first_seq,
+            count: batch.readings.len() as u32,
+            held_from: batch.held_from,
+        };
+        let (decision, mut next) = sequencer::admit(current, seq);
+        o.duplicates += u64::from(decision.duplicates);
+        o.lost_at_device += u64::from(decision.lost_at_device);
+        o.out_of_order += u64::from(decision.out_of_order);
+        o.stale += u64::from(decision.stale_boot);
+        if decision.store_count > 0 {
+            let from = decision.store_from as usize;
+            let record = BatchRecord {
+                device: batch.device.clone(),
+                boot: batch.boot,
+                first_seq: batch.first_seq + decision.store_from,
+                received_ms: batch.received_ms,
+                utc_offset_ms: batch.utc_offset_ms,
+                readings: batch.readings[from..from + decision.store_count as usize].to_vec(),
+            };
+            self.record_buf.clear();
+            record.encode_into(&mut self.record_buf);
+            let len = self.record_buf.len() as u64;
+            let full = o.buffered_bytes + len > self.config.capacity_bytes;
+            if full && self.config.full_policy == FullPolicy::RejectNew {
+                // Not stored, so not acked and the state does not advance: the device keeps
+                // these readings and resends them when space returns.
+                o.rejected_full += u64::from(decision.store_count);
+                next = current.unwrap_or(DeviceState {
+                    boot: batch.boot,
+                    ..DeviceState::default()
+                });
+                if current.is_none() {
+                    return Ok(());
+                }
+            } else {
+                log.insert(o.next_log_id, self.record_buf.as_slice())?;
+                o.next_log_id += 1;
+                o.stored += u64::from(decision.store_count);
+                o.buffered_readings += u64::from(decision.store_count);
+                o.buffered_bytes += len;
+                next.last_seen_ms = batch.received_ms;
+            }
+        }
+        if !decision.stale_boot {
+            if let Some(through_seq) =
+                sequencer::ack_through(&next).filter(|_| next.boot == batch.boot)
+            {
+                o.acks.insert(
+                    batch.device.clone(),
+                    AckOut {
+                        device: batch.device.clone(),
+                        boot: next.boot,
+                        through_seq,
+                    },
+                );
+            }
+            o.states.insert(batch.device.clone(), next);
+        }
+        Ok(())
+    }
+
+    /// Applies a committed outcome to memory, metrics and acks.
+    fn apply(&mut self, o: Outcome, group: Group) {
+        for (device, state) in o.states {
+            self.dirty.insert(device.clone());
+            self.states.insert(device, state);
+        }
+        if o.checkpointed {
+            self.dirty.clear();
+            self.checkpoint_log_id = o.next_log_id.saturating_sub(1);
+            self.last_checkpoint = Instant::now();
+        }
+        self.next_log_id = o.next_log_id;
+        self.buffered_readings = o.buffered_readings;
+        self.buffered_bytes = o.buffered_bytes;
+        self.oldest_received_ms = o.oldest_received_ms;
+        let m = &self.metrics;
+        m.readings_stored.inc_by(o.stored);
+        m.duplicate_readings.inc_by(o.duplicates);
+        m.out_of_order_batches.inc_by(o.out_of_order);
+        m.readings_lost_at_device.inc_by(o.lost_at_device);
+        m.stale_boot_batches.inc_by(o.stale);
+        m.readings_rejected_full.inc_by(o.rejected_full);
+        if o.evicted > 0 {
+            m.readings_evicted.inc_by(o.evicted);
+            tracing::error!(
+                readings = o.evicted,
+                "Buffer full: evicted the oldest undelivered readings (drop-oldest)."
+            );
+        }
+        if o.expired > 0 {
+            m.readings_expired.inc_by(o.expired);
+            tracing::error!(
+                readings = o.expired,
+                "Dropped undelivered readings older than the retention limit."
+            );
+        }
+        for ((_, done), n) in group.deletes.into_iter().zip(o.delivered) {
+            m.readings_delivered.inc_by(n);
+            if let Some(done) = done {
+                let _ = done.send(Ok(n));
+            }
+        }
+        if !o.acks.is_empty() {
+            m.acks.inc_by(o.acks.len() as u64);
+            // Ingest may have stopped during shutdown; the acks are then simply not sent and
+            // the devices resend, which dedupe absorbs.
+            let _ = self.acks.send(o.acks.into_values().collect());
+        }
+    }
+}

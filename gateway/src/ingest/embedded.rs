@@ -1,0 +1,265 @@
+//! The embedded broker (rumqttd) and the in-process link the gateway reads from.
+//!
+//! Facts this code relies on (`../shared/reference/RUMQTTD.md`): the router PUBACKs a publish
+//! before any subscriber sees it, and silently skips ahead when a subscriber lags past its
+//! in-memory log. So the broker's PUBACK means nothing for durability here; the gateway's own
+//! ack (after the redb commit) does. The link subscribes before the listeners start (a
+//! publish matching no filter is dropped), and `Unschedule` is answered with `ready()` or the
+//! link stops receiving for good.
+
+use super::config::EmbeddedConfig;
+use super::receive::Receiver;
+use crate::buffer::AckOut;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use telemetry_wire::limits::MAX_UPLINK_BYTES;
+use telemetry_wire::topics::TopicKind;
+
+use super::auth::Credentials;
+use super::metrics::IngestMetrics;
+
+/// Starting the broker failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener address cannot be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The broker refused the in-process link.
+    #[error("broker link: {0}")]
+    Link(String),
+    /// A thread could not be started.
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The credentials file is unusable.
+    #[error(transparent)]
+    Credentials(#[from] super::auth::CredentialsError),
+}
+
+/// Name of the in-process link client.
+const LINK_ID: &str = "gateway-ingest";
+
+fn connection_settings(
+    credentials: Option<&Credentials>,
+    metrics: &IngestMetrics,
+) -> ConnectionSettings {
+    let mut c = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        // Room for a full uplink batch plus MQTT properties.
+        max_payload_size: MAX_UPLINK_BYTES + 1024,
+        max_inflight_count: 256,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    if let Some(credentials) = credentials.cloned() {
+        let failures = metrics.auth_failures.clone();
+        c.set_auth_handler(
+            move |client_id: String, username: String, password: String| {
+                let allowed = credentials.allows(&client_id, &username, &password);
+                if !allowed {
+                    failures.inc();
+                    tracing::warn!(client_id, username, "Refused a device login.");
+                }
+                async move { allowed }
+            },
+        );
+    }
+    c
+}
+
+fn server(name: &str, listen: SocketAddr, connections: ConnectionSettings) -> ServerSettings {
+    ServerSettings {
+        name: name.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    }
+}
+
+/// Checks that an address can be bound now, so a port in use fails the start with a clear
+/// message (rumqttd only logs bind errors from its listener threads).
+fn check_bind(addr: SocketAddr, what: &'static str) -> Result<(), StartError> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartError::Bind { addr, what, source })
+}
+
+/// The rumqttd configuration for `config`.
+fn broker_config(
+    config: &EmbeddedConfig,
+    credentials: Option<&Credentials>,
+    metrics: &IngestMetrics,
+) -> Config {
+    let segment_count = 4;
+    let router = RouterConfig {
+        // The in-process link counts as a connection.
+        max_connections: config.max_connections + 1,
+        max_outgoing_packet_count: 1024,
+        max_segment_size: (config.broker_log_bytes / (segment_count + 1)).max(1024),
+        max_segment_count: segment_count,
+        ..RouterConfig::default()
+    };
+    let connections = connection_settings(credentials, metrics);
+    let mut v5 = HashMap::new();
+    v5.insert(
+        "mqtt5".to_owned(),
+        server("mqtt5", config.mqtt5_listen, connections.clone()),
+    );
+    let v4 = config.mqtt311_listen.map(|listen| {
+        let mut v4 = HashMap::new();
+        v4.insert("mqtt311".to_owned(), server("mqtt311", listen, connections));
+        v4
+    });
+    Config {
+        id: 0,
+        router,
+        v4,
+        v5: Some(v5),
+        ..Config::default()
+    }
+}
+
+/// A running embedded broker.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    acker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker, the reader thread that feeds `receiver`, and the ack publisher that
+    /// drains `acks`.
+    pub fn start(
+        config: &EmbeddedConfig,
+        receiver: Receiver,
+        acks: crossbeam_channel::Receiver<Vec<AckOut>>,
+        metrics: IngestMetrics,
+    ) -> Result<Self, StartError> {
+        let credentials = match &config.credentials_file {
+            Some(path) => {
+                let c = Credentials::load(path)?;
+                tracing::info!(devices = c.len(), file = %path.display(), "Device credentials loaded.");
+                Some(c)
+            }
+            None => {
+                tracing::warn!(
+                    "No ingest.embedded.credentials_file: any client may connect and publish."
+                );
+                None
+            }
+        };
+        check_bind(config.mqtt5_listen, "MQTT v5")?;
+        if let Some(addr) = config.mqtt311_listen {
+            check_bind(addr, "MQTT v3.1.1")?;
+        }
+        let mut broker = Broker::new(broker_config(config, credentials.as_ref(), &metrics));
+        let (mut link_tx, link_rx) = broker
+            .link(LINK_ID)
+            .map_err(|e| StartError::Link(e.to_string()))?;
+        // Subscribe before any listener exists: nothing published can miss the filter.
+        link_tx
+            .subscribe(TopicKind::Uplink.spec().filter)
+            .map_err(|e| StartError::Link(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("mqtt-broker".into())
+            .spawn(move || {
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "Embedded MQTT broker stopped.");
+                }
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader_stop = stop.clone();
+        let reader = std::thread::Builder::new()
+            .name("ingest-reader".into())
+            .spawn(move || read_link(link_rx, receiver, &reader_stop))?;
+        let acker = std::thread::Builder::new()
+            .name("ingest-acks".into())
+            .spawn(move || publish_acks(link_tx, &acks, &metrics))?;
+        tracing::info!(mqtt5 = %config.mqtt5_listen, mqtt311 = ?config.mqtt311_listen, "Embedded MQTT broker listening.");
+        Ok(Self {
+            stop,
+            reader: Some(reader),
+            acker: Some(acker),
+        })
+    }
+
+    /// Stops reading from the broker and waits until the reader handed over everything it
+    /// received. The ack publisher ends when the buffer writer drops its ack channel.
+    pub fn stop_reading(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// Waits for the ack publisher to finish its last acks.
+    pub fn join_acks(&mut self) {
+        if let Some(acker) = self.acker.take() {
+            let _ = acker.join();
+        }
+    }
+}
+
+/// Reads the link until `stop`. Every Forward goes to the receiver; `Unschedule` is answered.
+fn read_link(mut rx: LinkRx, mut receiver: Receiver, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match rx.recv_deadline(Instant::now() + Duration::from_millis(100)) {
+            Ok(Some(Notification::Forward(forward))) => {
+                receiver.handle(&forward.publish.topic, &forward.publish.payload);
+            }
+            Ok(Some(Notification::Unschedule)) => {
+                if let Err(e) = rx.ready() {
+                    tracing::error!(error = %e, "Broker link lost; ingest stopped.");
+                    return;
+                }
+            }
+            Ok(Some(_)) | Ok(None) => {}
+            Err(rumqttd::local::LinkError::RecvTimeout(_)) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "Broker link lost; ingest stopped.");
+                return;
+            }
+        }
+    }
+}
+
+/// Publishes acks through the link (QoS 0; a lost ack is repaired by the device's resend).
+fn publish_acks(
+    mut tx: LinkTx,
+    acks: &crossbeam_channel::Receiver<Vec<AckOut>>,
+    metrics: &IngestMetrics,
+) {
+    while let Ok(batch) = acks.recv() {
+        for ack in batch {
+            match super::acks::encode(&ack) {
+                Some((topic, payload)) => match tx.publish(topic, payload) {
+                    Ok(_) => {
+                        metrics.acks_published.inc();
+                    }
+                    Err(e) => {
+                        metrics.ack_failures.inc();
+                        tracing::warn!(error = %e, device = ack.device, "Ack not published.");
+                    }
+                },
+                None => {
+                    metrics.ack_failures.inc();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Ingest counters, all named `gateway_ingest_*` (see README "Metrics").
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Label of the rejection counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// A stable reason (see [`super::validate::Rejection::reason`]).
+    pub reason: &'static str,
+}
+
+/// Ingest metrics. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    /// Uplink messages received.
+    pub messages: Counter,
+    /// Readings in messages that passed validation.
+    pub readings: Counter,
+    /// Messages rejected, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Readings devices reported dropping from their offline ring (field `dropped`).
+    pub device_dropped_readings: Counter,
+    /// Acks published to devices.
+    pub acks_published: Counter,
+    /// Acks that could not be published.
+    pub ack_failures: Counter,
+    /// Connections refused by the credential check.
+    pub auth_failures: Counter,
+}
+
+impl IngestMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            messages: Counter::default(),
+            readings: Counter::default(),
+            rejected: Family::default(),
+            device_dropped_readings: Counter::default(),
+            acks_published: Counter::default(),
+            ack_failures: Counter::default(),
+            auth_failures: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("gateway_ingest");
+        r.register("messages", "Uplink messages received", m.messages.clone());
+        r.register(
+            "readings",
+            "Readings in valid uplink messages",
+            m.readings.clone(),
+        );
+        r.register(
+            "rejected",
+            "Messages rejected, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "device_dropped_readings",
+            "Readings devices report dropping from their offline ring",
+            m.device_dropped_readings.clone(),
+        );
+        r.register(
+            "acks_published",
+            "Durable acks published to devices",
+            m.acks_published.clone(),
+        );
+        r.register(
+            "ack_failures",
+            "Acks that could not be published",
+            m.ack_failures.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Connections refused by the credential check",
+            m.auth_failures.clone(),
+        );
+        m
+    }
+
+    /// Counts a rejection.
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}

@@ -1,0 +1,20 @@
+//! Stage 1, ingest: MQTT publishes in, validated batches to the buffer, durable acks out.
+//!
+//! - [`embedded`]: the built-in rumqttd broker (MQTT v5 and v3.1.1 listeners).
+//! - [`external`]: a shared subscription on an existing broker.
+//! - [`validate`]: untrusted publish → batch, or a counted [`validate::Rejection`].
+//! - [`receive`]: the path shared by both modes.
+//! - [`auth`]: per-device credentials.
+//! - [`acks`]: ack encoding.
+
+pub mod acks;
+pub mod auth;
+pub mod config;
+pub mod embedded;
+pub mod external;
+pub mod metrics;
+pub mod receive;
+pub mod validate;
+
+pub use config::{IngestConfig, IngestMode};
+pub use metrics::IngestMetrics;

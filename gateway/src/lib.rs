@@ -1,0 +1,14 @@
+//! The gateway: ingest → buffer → forward → export.
+//!
+//! - [`ingest`]: MQTT in (embedded rumqttd or an external broker), validation, acks out.
+//! - [`buffer`]: the durable redb buffer and its single writer.
+//! - [`telemetry`]: metrics, health and the HTTP endpoint serving them.
+//! - [`config`]: the one TOML file, validated before use.
+//! - [`service`]: wiring the stages together, `run(config, shutdown)`.
+
+pub mod buffer;
+pub mod config;
+pub mod ingest;
+pub mod service;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,105 @@
+//! Wiring the stages: `run(config, shutdown)` starts everything, waits for `shutdown`, then
+//! stops in the order that loses nothing: stop reading from MQTT, commit what is queued,
+//! publish the last acks.
+
+use crate::buffer::{self, Buffer, BufferMetrics};
+use crate::config::ValidConfig;
+use crate::ingest::embedded::EmbeddedBroker;
+use crate::ingest::external::ExternalSubscriber;
+use crate::ingest::receive::Receiver;
+use crate::ingest::{IngestMetrics, IngestMode};
+use crate::telemetry::{Health, http};
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs the gateway until `shutdown` completes.
+pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let buffer_metrics = BufferMetrics::register(&mut registry);
+    let ingest_metrics = IngestMetrics::register(&mut registry);
+    let health = Health::new(buffer_metrics.clone(), ingest_metrics.clone());
+
+    let (buffer, recovered) = Buffer::open(&config.buffer.path)?;
+    tracing::info!(
+        file = %buffer.path().display(),
+        readings = recovered.buffered_readings,
+        devices = recovered.states.len(),
+        replayed = recovered.replayed,
+        "Buffer open."
+    );
+    let (acks_tx, acks_rx) = crossbeam_channel::bounded(1024);
+    let (writer, writer_thread) = buffer::writer::spawn(
+        buffer.clone(),
+        recovered,
+        config.buffer.clone(),
+        buffer_metrics,
+        acks_tx,
+    )
+    .context("cannot start the buffer writer")?;
+
+    let listener = tokio::net::TcpListener::bind(config.telemetry.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (telemetry.listen)",
+                config.telemetry.listen
+            )
+        })?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(http::serve(listener, Arc::new(registry), health, async {
+        let _ = http_stopped.await;
+    }));
+    tracing::info!(listen = %config.telemetry.listen, "Metrics at /metrics, health at /health.");
+
+    let receiver = Receiver::new(writer.clone(), ingest_metrics.clone());
+    let mut ingest = match config.ingest.mode {
+        IngestMode::Embedded => Ingest::Embedded(EmbeddedBroker::start(
+            &config.ingest.embedded,
+            receiver,
+            acks_rx,
+            ingest_metrics,
+        )?),
+        IngestMode::External => Ingest::External(
+            ExternalSubscriber::start(&config.ingest.external, receiver, acks_rx, ingest_metrics)
+                .context("cannot start the external broker subscriber")?,
+        ),
+    };
+    tracing::info!("Gateway running.");
+
+    shutdown.await;
+    tracing::info!("Shutting down: no new messages; committing what is in flight.");
+    ingest.stop_reading();
+    drop(writer);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .ok();
+    ingest.join_acks();
+    let _ = stop_http.send(());
+    let _ = http.await;
+    tracing::info!("Gateway stopped cleanly.");
+    Ok(())
+}
+
+/// The running ingest, whichever mode.
+enum Ingest {
+    Embedded(EmbeddedBroker),
+    External(ExternalSubscriber),
+}
+
+impl Ingest {
+    fn stop_reading(&mut self) {
+        match self {
+            Self::Embedded(i) => i.stop_reading(),
+            Self::External(i) => i.stop_reading(),
+        }
+    }
+
+    fn join_acks(&mut self) {
+        match self {
+            Self::Embedded(i) => i.join_acks(),
+            Self::External(i) => i.join_acks(),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Health: what each stage reports, summarised for `/health` and `gateway status`.
+
+use crate::buffer::BufferMetrics;
+use crate::ingest::IngestMetrics;
+use serde::Serialize;
+
+/// Read-only view of the gauges and counters health is derived from.
+#[derive(Debug, Clone)]
+pub struct Health {
+    buffer: BufferMetrics,
+    ingest: IngestMetrics,
+}
+
+/// The `/health` document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct HealthReport {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// Human-readable problems, empty when ok.
+    pub problems: Vec<String>,
+    /// Buffer summary.
+    pub buffer: BufferHealth,
+    /// Ingest summary.
+    pub ingest: IngestHealth,
+}
+
+/// Buffer part of the report.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct BufferHealth {
+    /// Commits succeed.
+    pub writable: bool,
+    /// Readings buffered.
+    pub buffered_readings: i64,
+    /// Record bytes buffered.
+    pub buffered_bytes: i64,
+    /// Age of the oldest buffered reading, seconds.
+    pub oldest_age_seconds: f64,
+    /// Readings stored since start.
+    pub readings_stored: u64,
+    /// Failed commits since start.
+    pub commit_failures: u64,
+}
+
+/// Ingest part of the report.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct IngestHealth {
+    /// Uplink messages since start.
+    pub messages: u64,
+    /// Acks published since start.
+    pub acks_published: u64,
+}
+
+impl Health {
+    /// Health over the stages' metrics.
+    pub fn new(buffer: BufferMetrics, ingest: IngestMetrics) -> Self {
+        Self { buffer, ingest }
+    }
+
+    /// The current report.
+    pub fn report(&self) -> HealthReport {
+        let writable = self.buffer.writable.get() == 1;
+        let mut problems = Vec::new();
+        if !writable {
+            problems.push("buffer not writable (disk full or I/O errors): devices are not acknowledged and keep their readings".to_owned());
+        }
+        HealthReport {
+            status: if problems.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .to_owned(),
+            problems,
+            buffer: BufferHealth {
+                writable,
+                buffered_readings: self.buffer.buffered_readings.get(),
+                buffered_bytes: self.buffer.buffered_bytes.get(),
+                oldest_age_seconds: self.buffer.oldest_age_seconds.get(),
+                readings_stored: self.buffer.readings_stored.get(),
+                commit_failures: self.buffer.commit_failures.get(),
+            },
+            ingest: IngestHealth {
+                messages: self.ingest.messages.get(),
+                acks_published: self.ingest.acks_published.get(),
+            },
+        }
+    }
+}

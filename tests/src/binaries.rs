@@ -1,0 +1,30 @@
+//! Locating the workspace binaries the end-to-end tests run (`gateway`, `devsim`).
+//!
+//! Test executables live in `<target>/<profile>/deps/`; the binaries of the same build are in
+//! `<target>/<profile>/`. `tests/run-all` builds them before running the tests.
+
+use crate::HarnessError;
+use std::path::PathBuf;
+
+/// Path of the workspace binary `name` from the same build profile as this test.
+pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
+    let exe =
+        std::env::current_exe().map_err(|e| HarnessError::io("locating the test executable", e))?;
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
+        HarnessError::setup(format!("unexpected test executable path {}", exe.display()))
+    })?;
+    let path = profile_dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        let profile = if profile_dir.ends_with("release") {
+            " --release"
+        } else {
+            ""
+        };
+        Err(HarnessError::setup(format!(
+            "{} is missing: build it first with `cargo build{profile} -p {name}` (tests/run-all does this)",
+            path.display()
+        )))
+    }
+}

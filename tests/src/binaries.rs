@@ -1,7 +1,7 @@
 //! Locating the workspace binaries the end-to-end tests run (`gateway`, `devsim`).
 //!
 //! Test executables live in `<target>/<profile>/deps/`; the binaries of the same build are in
-//! `<target>/<profile>/`. `tests/run-all` builds them before running the tests.
+//! `<target>/<profile>/`, next to tools such as `bench-ingest`. `tests/run-all` builds them before running the tests.
 
 use crate::HarnessError;
 use std::path::PathBuf;
@@ -10,9 +10,13 @@ use std::path::PathBuf;
 pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     let exe =
         std::env::current_exe().map_err(|e| HarnessError::io("locating the test executable", e))?;
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
-        HarnessError::setup(format!("unexpected test executable path {}", exe.display()))
-    })?;
+    // Test executables sit in `<profile>/deps/`, binaries (like bench tools) in `<profile>/`.
+    let parent = exe.parent();
+    let profile_dir = match parent {
+        Some(dir) if dir.ends_with("deps") => dir.parent(),
+        other => other,
+    }
+    .ok_or_else(|| HarnessError::setup(format!("unexpected executable path {}", exe.display())))?;
     let path = profile_dir.join(name);
     if path.is_file() {
         Ok(path)

@@ -23,6 +23,8 @@ pub struct GatewayOptions {
     pub data_dir: Option<PathBuf>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The gateway reads from an external broker: do not wait for its embedded MQTT listener.
+    pub external_broker: bool,
 }
 
 /// A running (or stopped) gateway process.
@@ -34,6 +36,7 @@ pub struct GatewayProcess {
     data_dir: PathBuf,
     log: PathBuf,
     env: Vec<(String, String)>,
+    external_broker: bool,
     /// MQTT v5 listener.
     pub mqtt5: SocketAddr,
     /// MQTT v3.1.1 listener.
@@ -78,6 +81,7 @@ impl GatewayProcess {
             data_dir,
             log,
             env: options.env,
+            external_broker: options.external_broker,
             mqtt5,
             mqtt311,
             telemetry,
@@ -111,7 +115,8 @@ impl GatewayProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.http_get("/health").is_ok() && TcpStream::connect(self.mqtt5).is_ok() {
+            let mqtt_up = self.external_broker || TcpStream::connect(self.mqtt5).is_ok();
+            if self.http_get("/health").is_ok() && mqtt_up {
                 return Ok(());
             }
             if let Some(status) = self

@@ -26,6 +26,7 @@ pub mod devsim;
 mod error;
 pub mod gateway_process;
 mod kinesis_local;
+pub mod mosquitto;
 pub mod mqtt_client;
 pub mod node;
 pub mod ports;

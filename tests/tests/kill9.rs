@@ -103,3 +103,47 @@ fn sigkill_ten_times_loses_nothing_acked_and_stores_nothing_twice() {
         stored.len()
     );
 }
+
+#[test]
+fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
+    let mut gw = GatewayProcess::start(GatewayOptions::default()).expect("gateway starts");
+    let acked_log = gw.dir().join("acked.csv");
+    let acked_arg = acked_log.display().to_string();
+    #[rustfmt::skip]
+    let sim = devsim::spawn(
+        gw.mqtt5,
+        &[
+            "--devices", "50", "--rate", "200", "--duration", "8", "--batch-max", "10",
+            "--ack-timeout-ms", "1000", "--backoff-max-ms", "300", "--drain-timeout", "40",
+            "--acked-log", &acked_arg, "--json",
+        ],
+    )
+    .expect("devsim starts");
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1_500));
+        let status = gw
+            .terminate(Duration::from_secs(10))
+            .expect("exits within 10 s of SIGTERM");
+        assert!(
+            status.success(),
+            "clean exit status, got {status}:\n{}",
+            gw.log_text()
+        );
+        gw.spawn().expect("restarts");
+    }
+    let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
+    assert!(ok, "{stdout}\n{stderr}");
+    gw.terminate(Duration::from_secs(10)).expect("clean exit");
+    assert_eq!(gw.log_text().matches("Gateway stopped cleanly.").count(), 4);
+    let acked = devsim::acked_readings(&acked_log).expect("acked log");
+    let stored = devsim::buffer_contents(&gw.data_dir().join("buffer.redb")).expect("buffer");
+    assert!(
+        acked.iter().all(|k| stored.get(k) == Some(&1)),
+        "every acked reading stored exactly once"
+    );
+    assert_eq!(
+        stored.len(),
+        acked.len(),
+        "nothing stored that was not acked in the end"
+    );
+}

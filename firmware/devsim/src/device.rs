@@ -32,6 +32,8 @@ pub struct DeviceReport {
     pub link_cuts: u64,
     /// Why the device stopped early, if it did.
     pub error: Option<String>,
+    /// Publish → durable-ack latencies of its batches, ms.
+    pub latencies_ms: Vec<f32>,
 }
 
 /// Per-device seed derived from the master seed.
@@ -78,6 +80,7 @@ pub async fn run_device<const N: usize>(
         acked: Vec::new(),
         link_cuts: 0,
         error: None,
+        latencies_ms: Vec::new(),
     };
     let device = match DeviceId::new(&id) {
         Ok(d) => d,
@@ -126,6 +129,7 @@ pub async fn run_device<const N: usize>(
         rng: SplitMix64::new(seed_for(settings.seed, index, 4)),
         producing_stopped_at: None,
         acked: settings.acked_log.as_ref().map(|_| Vec::new()),
+        latency: Default::default(),
     };
     let mut rx = vec![0u8; RX_BYTES];
     let mut tx = vec![0u8; TX_BYTES];
@@ -149,5 +153,6 @@ pub async fn run_device<const N: usize>(
     report.status = node.status();
     report.acked = hooks.acked.take().unwrap_or_default();
     report.link_cuts = cuts.load(Ordering::Relaxed);
+    report.latencies_ms = std::mem::take(&mut hooks.latency.samples_ms);
     report
 }

@@ -2,6 +2,7 @@
 //! (drained or drain timeout), corrupt extra payloads, and the log of acked ranges.
 
 use crate::faults::corrupt_payload;
+use crate::latency::LatencyTracker;
 use sensor_node_core::rng::SplitMix64;
 use sensor_node_core::{AckOutcome, Event, Hooks, Status};
 use telemetry_wire::DeviceId;
@@ -38,6 +39,8 @@ pub struct SimHooks<'d> {
     pub producing_stopped_at: Option<u64>,
     /// Acked ranges, when the acked log is wanted.
     pub acked: Option<Vec<AckedRange>>,
+    /// Publish → ack latency.
+    pub latency: LatencyTracker,
 }
 
 impl SimHooks<'_> {
@@ -76,20 +79,25 @@ impl Hooks for SimHooks<'_> {
     }
 
     fn on_event(&mut self, event: Event) {
-        if let (
+        match event {
+            Event::BatchSent(plan) if plan.count > 0 => {
+                self.latency.sent(plan.first_seq + (plan.count as u32 - 1));
+            }
             Event::Ack(AckOutcome::Freed {
                 boot,
                 from,
                 through,
-            }),
-            Some(log),
-        ) = (event, self.acked.as_mut())
-        {
-            log.push(AckedRange {
-                boot,
-                from,
-                through,
-            });
+            }) => {
+                self.latency.acked(through);
+                if let Some(log) = self.acked.as_mut() {
+                    log.push(AckedRange {
+                        boot,
+                        from,
+                        through,
+                    });
+                }
+            }
+            _ => {}
         }
     }
 }

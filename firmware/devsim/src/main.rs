@@ -10,6 +10,7 @@ mod clock;
 mod device;
 mod faults;
 mod hooks;
+mod latency;
 mod link;
 mod sensor;
 mod sim;

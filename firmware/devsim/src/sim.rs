@@ -37,6 +37,7 @@ pub async fn run(settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Res
                 acked: Vec::new(),
                 link_cuts: 0,
                 error: Some(format!("device task failed: {e}")),
+                latencies_ms: Vec::new(),
             }),
         }
     }

@@ -1,6 +1,7 @@
 //! The final summary: one human line on stderr, optionally one JSON object on stdout.
 
 use crate::device::DeviceReport;
+use crate::latency::quantile;
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::Path;
@@ -48,6 +49,14 @@ pub struct Summary {
     pub errors: Vec<String>,
     /// Whether every reading was acked or dropped by the overflow policy, with no error.
     pub complete: bool,
+    /// Publish → durable-ack latency of batches (first sends), median, ms.
+    pub ack_latency_p50_ms: f32,
+    /// 99th percentile, ms.
+    pub ack_latency_p99_ms: f32,
+    /// Largest, ms.
+    pub ack_latency_max_ms: f32,
+    /// Batches timed.
+    pub ack_latency_samples: u64,
 }
 
 impl Summary {
@@ -78,6 +87,15 @@ impl Summary {
                 s.errors.push(format!("{}: {e}", r.id));
             }
         }
+        let mut latencies: Vec<f32> = reports
+            .iter()
+            .flat_map(|r| r.latencies_ms.iter().copied())
+            .collect();
+        latencies.sort_by(f32::total_cmp);
+        s.ack_latency_p50_ms = quantile(&latencies, 0.50);
+        s.ack_latency_p99_ms = quantile(&latencies, 0.99);
+        s.ack_latency_max_ms = latencies.last().copied().unwrap_or(0.0);
+        s.ack_latency_samples = latencies.len() as u64;
         if elapsed_s > 0.0 {
             s.produced_per_s = s.produced as f64 / elapsed_s;
             s.acked_per_s = s.acked as f64 / elapsed_s;
@@ -89,7 +107,7 @@ impl Summary {
     /// The human line.
     pub fn human(&self) -> String {
         format!(
-            "devsim: {} devices, {} produced, {} sent, {} acked, {} buffered, {} dropped, {} resent, {} corrupt sent, {} reconnects ({} link cuts), {} ack timeouts, {:.1}s, {:.0} readings/s produced, {:.0}/s acked{}",
+            "devsim: {} devices, {} produced, {} sent, {} acked, {} buffered, {} dropped, {} resent, {} corrupt sent, {} reconnects ({} link cuts), {} ack timeouts, {:.1}s, {:.0} readings/s produced, {:.0}/s acked, ack latency p50 {:.1} ms p99 {:.1} ms{}",
             self.devices,
             self.produced,
             self.sent,
@@ -104,6 +122,8 @@ impl Summary {
             self.elapsed_s,
             self.produced_per_s,
             self.acked_per_s,
+            self.ack_latency_p50_ms,
+            self.ack_latency_p99_ms,
             if self.complete { "" } else { " — INCOMPLETE" },
         )
     }

@@ -19,6 +19,8 @@ pub struct IngestMetrics {
     pub messages: Counter,
     /// Readings in messages that passed validation.
     pub readings: Counter,
+    /// Payload bytes of valid uplink messages.
+    pub payload_bytes: Counter,
     /// Messages rejected, by reason.
     pub rejected: Family<ReasonLabel, Counter>,
     /// Readings devices reported dropping from their offline ring (field `dropped`).
@@ -37,6 +39,7 @@ impl IngestMetrics {
         let m = Self {
             messages: Counter::default(),
             readings: Counter::default(),
+            payload_bytes: Counter::default(),
             rejected: Family::default(),
             device_dropped_readings: Counter::default(),
             acks_published: Counter::default(),
@@ -49,6 +52,11 @@ impl IngestMetrics {
             "readings",
             "Readings in valid uplink messages",
             m.readings.clone(),
+        );
+        r.register(
+            "payload_bytes",
+            "Payload bytes of valid uplink messages",
+            m.payload_bytes.clone(),
         );
         r.register(
             "rejected",

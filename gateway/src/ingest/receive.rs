@@ -37,6 +37,7 @@ impl Receiver {
         match validate(topic, payload, received_ms) {
             Ok(v) => {
                 self.metrics.readings.inc_by(v.batch.readings.len() as u64);
+                self.metrics.payload_bytes.inc_by(payload.len() as u64);
                 self.metrics
                     .device_dropped_readings
                     .inc_by(u64::from(v.device_dropped));

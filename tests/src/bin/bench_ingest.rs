@@ -1,0 +1,193 @@
+//! Ingest benchmarks (issue 4), reproducible from a clean checkout:
+//!
+//! ```sh
+//! cargo build --release --bins && target/release/bench-ingest all
+//! ```
+//! (with `CARGO_TARGET_DIR` set, the binary is under that directory instead).
+//!
+//! - `throughput`: durable readings/s through the gateway (embedded rumqttd + redb, acks after
+//!   the commit) and, on the same devsim load in the same run, through mosquitto (persistence
+//!   on) with `ack-responder` acking at once: the ratio is what the issue asks for.
+//! - `latency`: publish → durable ack latency at 20,000 readings/s.
+//! - `site`: a typical site, 1,000 devices at 1 reading/s: resident memory, disk bytes written
+//!   per payload byte (from the gateway's /proc/PID/io) and the ack latency at that load.
+//!
+//! Prints one Markdown table row per measurement.
+
+use e2e::mosquitto::Mosquitto;
+use e2e::{GatewayOptions, GatewayProcess, binaries, devsim};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run_devsim(broker: SocketAddr, args: &[&str]) -> Result<Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let child = devsim::spawn(broker, &all)?;
+    let (_, stdout, stderr) = devsim::finish(child)?;
+    let json: Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("devsim output {e}: {stdout}\n{stderr}"))?;
+    Ok(json)
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+/// Acked readings per second while producing (the drain tail is excluded by taking the
+/// producing window as the denominator when everything was acked).
+fn acked_rate(v: &Value, producing_s: f64) -> f64 {
+    num(v, "acked") / num(v, "elapsed_s").min(producing_s + 5.0).max(producing_s)
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn throughput() -> Result<()> {
+    let seconds = 15.0;
+    // Saturating load; BENCH_RATE (per device) and BENCH_BATCH (readings per message) vary it.
+    let (rate, batch) = (env_or("BENCH_RATE", "3000"), env_or("BENCH_BATCH", "10"));
+    #[rustfmt::skip]
+    let load = [
+        "--devices", "100", "--rate", &rate, "--duration", "15", "--batch-max", &batch,
+        "--batch-interval-ms", "5", "--drain-timeout", "30", "--ring-capacity", "65536",
+    ];
+    let gw = GatewayProcess::start(GatewayOptions::default())?;
+    let g = run_devsim(gw.mqtt5, &load)?;
+    drop(gw);
+    let broker = Mosquitto::start()?;
+    let mut responder = std::process::Command::new(binaries::binary("ack-responder")?)
+        .arg(broker.addr.to_string())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let m = run_devsim(broker.addr, &load)?;
+    let _ = responder.kill();
+    let _ = responder.wait();
+    let (gr, mr) = (acked_rate(&g, seconds), acked_rate(&m, seconds));
+    println!(
+        "| durable ingest, 100 devices x {rate}/s offered, {batch} readings/batch | gateway {gr:.0} readings/s acked durable (produced {:.0}/s) | mosquitto+responder {mr:.0} readings/s (produced {:.0}/s) | ratio {:.2}x |",
+        num(&g, "produced_per_s"),
+        num(&m, "produced_per_s"),
+        gr / mr
+    );
+    Ok(())
+}
+
+fn latency() -> Result<()> {
+    let gw = GatewayProcess::start(GatewayOptions::default())?;
+    let v = run_devsim(
+        gw.mqtt5,
+        &[
+            "--devices",
+            "100",
+            "--rate",
+            "200",
+            "--duration",
+            "30",
+            "--batch-max",
+            "10",
+            "--batch-interval-ms",
+            "20",
+            "--drain-timeout",
+            "30",
+        ],
+    )?;
+    println!(
+        "| publish -> durable ack at 20,000 readings/s (100 devices x 200/s, 10/batch) | p50 {:.1} ms | p99 {:.1} ms | max {:.1} ms | {:.0} readings/s acked, {} batches timed |",
+        num(&v, "ack_latency_p50_ms"),
+        num(&v, "ack_latency_p99_ms"),
+        num(&v, "ack_latency_max_ms"),
+        num(&v, "acked_per_s"),
+        num(&v, "ack_latency_samples")
+    );
+    Ok(())
+}
+
+fn site() -> Result<()> {
+    let gw = GatewayProcess::start(GatewayOptions::default())?;
+    let pid = gw.pid().ok_or("gateway not running")?;
+    let sim = devsim::spawn(
+        gw.mqtt5,
+        &[
+            "--devices",
+            "1000",
+            "--rate",
+            "1",
+            "--duration",
+            "100",
+            "--batch-max",
+            "1",
+            "--drain-timeout",
+            "30",
+            "--json",
+        ],
+    )?;
+    // Warm up: connections, first commits, page cache.
+    std::thread::sleep(Duration::from_secs(20));
+    let (w0, p0) = (
+        proc_field(pid, "io", "write_bytes:").unwrap_or(0),
+        gw.metric("gateway_ingest_payload_bytes_total")?,
+    );
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let (w1, p1) = (
+        proc_field(pid, "io", "write_bytes:").unwrap_or(0),
+        gw.metric("gateway_ingest_payload_bytes_total")?,
+    );
+    let rss_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
+    let hwm_kb = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+    let window = started.elapsed().as_secs_f64();
+    let (_, stdout, stderr) = devsim::finish(sim)?;
+    let v: Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}\n{stderr}"))?;
+    let payload = p1 - p0;
+    println!(
+        "| typical site, 1,000 devices x 1 reading/s, 1 reading/batch | RSS {:.1} MiB (peak {:.1} MiB) | {:.2} disk bytes written per payload byte ({:.0} KB/s written for {:.0} KB/s payload) | ack p50 {:.0} ms p99 {:.0} ms |",
+        rss_kb as f64 / 1024.0,
+        hwm_kb as f64 / 1024.0,
+        (w1 - w0) as f64 / payload.max(1.0),
+        (w1 - w0) as f64 / 1000.0 / window,
+        payload / 1000.0 / window,
+        num(&v, "ack_latency_p50_ms"),
+        num(&v, "ack_latency_p99_ms")
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    println!(
+        "bench-ingest {which}: {} on {} cores",
+        chrono_free_date(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if matches!(which.as_str(), "throughput" | "all") {
+        throughput()?;
+    }
+    if matches!(which.as_str(), "latency" | "all") {
+        latency()?;
+    }
+    if matches!(which.as_str(), "site" | "all") {
+        site()?;
+    }
+    Ok(())
+}
+
+/// `date -u` output, without a date crate.
+fn chrono_free_date() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,69 @@
+//! mosquitto as a comparison broker (benchmarks) and an external broker (tests): started on a
+//! free loopback port with a temporary config, stopped on drop.
+
+use crate::HarnessError;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running mosquitto.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Its listener.
+    pub addr: SocketAddr,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with persistence on (as a production broker would run).
+    pub fn start() -> Result<Self, HarnessError> {
+        let dir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
+        let port = crate::ports::free_ports(1)?[0];
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let conf = dir.path().join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest stderr\nlog_type error\n",
+            dir.path().display()
+        );
+        std::fs::write(&conf, text).map_err(|e| HarnessError::io("writing mosquitto.conf", e))?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                HarnessError::setup(format!(
+                    "mosquitto could not be started ({e}); install it with `apt-get install mosquitto` \
+                     (tests/install-prerequisites does this)"
+                ))
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err(HarnessError::setup("mosquitto did not listen within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child,
+            _dir: dir,
+            addr,
+        })
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -49,6 +49,29 @@ impl CommitPolicy {
         slow.mul_f64(ratio.powf(position)).max(fast)
     }
 
+    /// The load to decide on: the long-run estimate, or, once the group is older than the
+    /// high-load wait, the group's own arrival rate if that is higher. So a load step is
+    /// answered within `max_commit_delay` instead of after the estimate has caught up, while
+    /// a quiet site is never judged on a window too short to be meaningful.
+    pub fn load(&self, estimate: f64, pending_bytes: u64, age: Duration) -> f64 {
+        if age >= self.max_commit_delay && !age.is_zero() {
+            estimate.max(pending_bytes as f64 / age.as_secs_f64())
+        } else {
+            estimate
+        }
+    }
+
+    /// How long to wait before deciding again on a group of this `age`: until the policy's
+    /// wait runs out, but no later than when the group reaches `max_commit_delay` (when
+    /// [`Self::load`] starts counting the group's own rate).
+    pub fn recheck_in(&self, bytes_per_sec: f64, age: Duration) -> Duration {
+        let wait = self.wait_for(bytes_per_sec).saturating_sub(age);
+        match self.max_commit_delay.checked_sub(age) {
+            Some(until_fast) if !until_fast.is_zero() => wait.min(until_fast),
+            _ => wait,
+        }
+    }
+
     /// Whether a group with `pending_bytes`, whose oldest reading has waited `age`, commits now.
     pub fn should_commit(&self, pending_bytes: u64, age: Duration, bytes_per_sec: f64) -> bool {
         pending_bytes >= self.commit_bytes || age >= self.wait_for(bytes_per_sec)
@@ -121,6 +144,29 @@ mod tests {
         assert!(p.should_commit(256 * 1024, Duration::ZERO, 0.0));
         assert!(!p.should_commit(1_000, Duration::from_millis(100), 0.0));
         assert!(p.should_commit(1_000, Duration::from_millis(30), 1e9));
+    }
+
+    #[test]
+    fn a_load_step_is_answered_within_the_fast_wait() {
+        let p = policy();
+        let ms = Duration::from_millis;
+        // The long-run estimate still says idle, but 12 KB arrived in 25 ms (480 KB/s).
+        assert_eq!(
+            p.load(0.0, 12_000, ms(10)),
+            0.0,
+            "too early to judge the group"
+        );
+        let load = p.load(0.0, 12_000, ms(25));
+        assert!(p.should_commit(12_000, ms(25), load));
+        assert_eq!(
+            p.recheck_in(0.0, ms(10)),
+            ms(15),
+            "re-decide when the group is 25 ms old"
+        );
+        // A quiet site: 1.2 KB in 25 ms (48 KB/s) keeps waiting for the slow interval.
+        let load = p.load(0.0, 1_200, ms(25));
+        assert!(!p.should_commit(1_200, ms(25), load));
+        assert_eq!(p.recheck_in(load, ms(25)), ms(725));
     }
 
     #[test]

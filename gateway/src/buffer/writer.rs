@@ -303,14 +303,15 @@ impl Writer {
             // Collect until the policy says commit.
             while !disconnected && !group.is_empty() {
                 let age = group.oldest.map_or(Duration::ZERO, |t| t.elapsed());
-                let rate = self.rate_now();
-                if self.policy.should_commit(group.bytes, age, rate) {
+                let load = self.policy.load(self.rate_now(), group.bytes, age);
+                if self.policy.should_commit(group.bytes, age, load) {
                     break;
                 }
-                let wait = self.policy.wait_for(rate).saturating_sub(age);
-                match rx.recv_timeout(wait) {
+                // A timeout only means "decide again": the group may have become old enough
+                // to be judged on its own rate.
+                match rx.recv_timeout(self.policy.recheck_in(load, age)) {
                     Ok(c) => group.add(c),
-                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => disconnected = true,
                 }
             }

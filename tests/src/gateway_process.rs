@@ -53,6 +53,22 @@ fn free_addr() -> Result<SocketAddr, HarnessError> {
 impl GatewayProcess {
     /// Writes a config and starts the gateway; returns once `/health` answers.
     pub fn start(options: GatewayOptions) -> Result<Self, HarnessError> {
+        // Free ports are only free when chosen: a parallel test may take one first. Such a
+        // start fails with "Address already in use"; pick new ports and try again.
+        let mut attempt = 0;
+        loop {
+            match Self::start_once(options.clone()) {
+                Err(HarnessError::Setup(log))
+                    if log.contains("Address already in use") && attempt < 3 =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(options: GatewayOptions) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("gateway-e2e-")
             .tempdir()

@@ -46,12 +46,15 @@ impl Backoff {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "target-tests"))]
+// Test code: a failed expectation is the test failing (clippy.toml allows this under
+// `#[cfg(test)]` only, which this module is not when `target-tests` compiles it for a target).
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn grows_to_the_cap_with_bounded_jitter_and_resets() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn grows_to_the_cap_with_bounded_jitter_and_resets() {
         let mut b = Backoff::new(100, 1_000, 7);
         let expected_full = [100u64, 200, 400, 800, 1_000, 1_000, 1_000];
         for full in expected_full {
@@ -67,8 +70,8 @@ mod tests {
         assert!(b.next_delay_ms() <= 100);
     }
 
-    #[test]
-    fn same_seed_same_delays_different_seed_differs() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn same_seed_same_delays_different_seed_differs() {
         let delays = |seed| {
             let mut b = Backoff::new(1_000, 60_000, seed);
             [(); 8].map(|()| b.next_delay_ms())
@@ -77,8 +80,8 @@ mod tests {
         assert_ne!(delays(1), delays(2));
     }
 
-    #[test]
-    fn never_overflows() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn never_overflows() {
         let mut b = Backoff::new(u64::MAX / 2, u64::MAX, 0);
         for _ in 0..100 {
             let _ = b.next_delay_ms();

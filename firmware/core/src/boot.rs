@@ -73,12 +73,15 @@ impl BootStore for MemoryBootStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "target-tests"))]
+// Test code: a failed expectation is the test failing (clippy.toml allows this under
+// `#[cfg(test)]` only, which this module is not when `target-tests` compiles it for a target).
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn increments_and_persists_every_start() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn increments_and_persists_every_start() {
         let mut store = MemoryBootStore::default();
         assert_eq!(start_boot(&mut store), Ok(1));
         assert_eq!(start_boot(&mut store), Ok(2));
@@ -87,8 +90,8 @@ mod tests {
         assert_eq!(start_boot(&mut store), Ok(42));
     }
 
-    #[test]
-    fn refuses_to_reuse_a_boot_number() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn refuses_to_reuse_a_boot_number() {
         let mut store = MemoryBootStore::new(Some(u32::MAX));
         assert_eq!(start_boot(&mut store), Err(BootError::Exhausted));
         assert_eq!(store.stored, Some(u32::MAX));
@@ -118,8 +121,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn storage_failures_stop_the_boot() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn storage_failures_stop_the_boot() {
         assert_eq!(
             start_boot(&mut ReadOnly(Some(5))),
             Err(BootError::NotPersisted)

@@ -158,12 +158,15 @@ const fn max_u64(v: u64, lo: u64) -> u64 {
     if v < lo { lo } else { v }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "target-tests"))]
+// Test code: a failed expectation is the test failing (clippy.toml allows this under
+// `#[cfg(test)]` only, which this module is not when `target-tests` compiles it for a target).
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn setters_clamp() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn setters_clamp() {
         let c = NodeConfig::new()
             .with_batch_max(0)
             .with_window(0)

@@ -40,8 +40,11 @@ pub mod sender;
 pub mod sensor;
 pub mod stats;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "target-tests"))]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code, see ring.rs
 mod protocol_tests;
+#[cfg(feature = "target-tests")]
+pub mod target_tests;
 
 pub use backoff::Backoff;
 pub use batch::Identity;

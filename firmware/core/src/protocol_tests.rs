@@ -70,8 +70,8 @@ fn send_all<const N: usize>(n: &mut Node<'_, N>, now: u64) -> heapless::Vec<(u32
     sent
 }
 
-#[test]
-fn batches_fill_then_wait_for_the_interval() {
+#[cfg_attr(test, test)]
+pub(crate) fn batches_fill_then_wait_for_the_interval() {
     let mut n = node::<32>(config());
     record(&mut n, 6, 0);
     assert_eq!(
@@ -88,8 +88,8 @@ fn batches_fill_then_wait_for_the_interval() {
     assert_eq!(send_all(&mut n, 100).as_slice(), &[(4, 2)]);
 }
 
-#[test]
-fn nothing_is_sent_while_disconnected() {
+#[cfg_attr(test, test)]
+pub(crate) fn nothing_is_sent_while_disconnected() {
     let mut n = Node::<'_, 8>::new(id(), BOOT, config());
     record(&mut n, 4, 0);
     assert!(n.next_batch(1_000).is_none());
@@ -97,8 +97,8 @@ fn nothing_is_sent_while_disconnected() {
     assert!(n.next_batch(1_000).is_some());
 }
 
-#[test]
-fn overflow_drops_oldest_and_reports_the_count_once() {
+#[cfg_attr(test, test)]
+pub(crate) fn overflow_drops_oldest_and_reports_the_count_once() {
     let mut n = node::<4>(config());
     record(&mut n, 7, 0);
     let s = n.status();
@@ -121,8 +121,8 @@ fn overflow_drops_oldest_and_reports_the_count_once() {
     assert_eq!(plan.held_from, 5);
 }
 
-#[test]
-fn drops_of_sent_readings_move_the_cursor() {
+#[cfg_attr(test, test)]
+pub(crate) fn drops_of_sent_readings_move_the_cursor() {
     let mut n = node::<4>(config());
     record(&mut n, 4, 0);
     send_all(&mut n, 0);
@@ -133,8 +133,8 @@ fn drops_of_sent_readings_move_the_cursor() {
     assert_eq!((plan.first_seq, plan.held_from, plan.dropped), (4, 2, 2));
 }
 
-#[test]
-fn acks_are_cumulative_and_stale_or_foreign_ones_free_nothing() {
+#[cfg_attr(test, test)]
+pub(crate) fn acks_are_cumulative_and_stale_or_foreign_ones_free_nothing() {
     let mut n = node::<32>(config());
     record(&mut n, 8, 0);
     send_all(&mut n, 0);
@@ -187,8 +187,8 @@ fn acks_are_cumulative_and_stale_or_foreign_ones_free_nothing() {
     assert_eq!(s.produced, s.acked + s.dropped + s.buffered);
 }
 
-#[test]
-fn acks_of_unsent_but_recorded_readings_are_refused() {
+#[cfg_attr(test, test)]
+pub(crate) fn acks_of_unsent_but_recorded_readings_are_refused() {
     let mut n = node::<32>(config());
     record(&mut n, 6, 0);
     send_all(&mut n, 0); // sends 0..=3; 4 and 5 wait for the interval
@@ -196,8 +196,8 @@ fn acks_of_unsent_but_recorded_readings_are_refused() {
     assert_eq!(n.status().buffered, 6);
 }
 
-#[test]
-fn reconnect_resends_everything_unacked_in_order() {
+#[cfg_attr(test, test)]
+pub(crate) fn reconnect_resends_everything_unacked_in_order() {
     let mut n = node::<64>(config());
     record(&mut n, 12, 0);
     assert_eq!(send_all(&mut n, 0).as_slice(), &[(0, 4), (4, 4), (8, 4)]);
@@ -226,8 +226,8 @@ fn reconnect_resends_everything_unacked_in_order() {
     );
 }
 
-#[test]
-fn ack_timeout_goes_back_to_the_oldest_unacked() {
+#[cfg_attr(test, test)]
+pub(crate) fn ack_timeout_goes_back_to_the_oldest_unacked() {
     let mut n = node::<64>(config());
     record(&mut n, 8, 0);
     send_all(&mut n, 0);
@@ -261,8 +261,8 @@ fn ack_timeout_goes_back_to_the_oldest_unacked() {
     assert_eq!((plan.first_seq, plan.resent), (12, 0));
 }
 
-#[test]
-fn no_timeout_when_nothing_is_in_flight() {
+#[cfg_attr(test, test)]
+pub(crate) fn no_timeout_when_nothing_is_in_flight() {
     let mut n = node::<16>(config());
     record(&mut n, 4, 0);
     send_all(&mut n, 0);
@@ -271,8 +271,8 @@ fn no_timeout_when_nothing_is_in_flight() {
     assert!(!n.check_ack_timeout(1_000_000));
 }
 
-#[test]
-fn window_limits_readings_in_flight() {
+#[cfg_attr(test, test)]
+pub(crate) fn window_limits_readings_in_flight() {
     let mut n = node::<64>(config().with_window(8));
     record(&mut n, 20, 0);
     assert_eq!(send_all(&mut n, 0).as_slice(), &[(0, 4), (4, 4)]);
@@ -289,8 +289,8 @@ fn window_limits_readings_in_flight() {
     );
 }
 
-#[test]
-fn batches_respect_the_contract_limits() {
+#[cfg_attr(test, test)]
+pub(crate) fn batches_respect_the_contract_limits() {
     let cfg = NodeConfig::new()
         .with_batch_max(10_000)
         .with_window(100_000);
@@ -315,8 +315,8 @@ fn batches_respect_the_contract_limits() {
     );
 }
 
-#[test]
-fn non_finite_values_are_refused_and_counted() {
+#[cfg_attr(test, test)]
+pub(crate) fn non_finite_values_are_refused_and_counted() {
     let mut n = node::<8>(config());
     let nan = Measurement {
         channel: 0,
@@ -330,8 +330,8 @@ fn non_finite_values_are_refused_and_counted() {
     );
 }
 
-#[test]
-fn end_to_end_with_a_lossy_gateway_model() {
+#[cfg_attr(test, test)]
+pub(crate) fn end_to_end_with_a_lossy_gateway_model() {
     // A model gateway: stores in order, ignores batches beyond its next seq, acks after each
     // stored batch; every third batch is lost in transit. Everything must arrive exactly once.
     let mut n = node::<256>(config().with_window(16));
@@ -371,8 +371,8 @@ fn end_to_end_with_a_lossy_gateway_model() {
     assert!(s.stats.ack_timeouts > 0 && s.stats.readings_resent > 0);
 }
 
-#[test]
-fn plan_reports_resent_counts() {
+#[cfg_attr(test, test)]
+pub(crate) fn plan_reports_resent_counts() {
     let mut n = node::<16>(config());
     record(&mut n, 6, 0);
     send_all(&mut n, 0);

@@ -293,8 +293,11 @@ impl<'a> Iterator for Span<'a> {
 
 impl ExactSizeIterator for Span<'_> {}
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "target-tests"))]
+// Test code: a failed expectation is the test failing (clippy.toml allows this under
+// `#[cfg(test)]` only, which this module is not when `target-tests` compiles it for a target).
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+pub(crate) mod tests {
     use super::*;
     use telemetry_wire::SensorKind;
 
@@ -311,8 +314,8 @@ mod tests {
         span.map(|r| r.t_ms).collect()
     }
 
-    #[test]
-    fn push_assigns_consecutive_seqs() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn push_assigns_consecutive_seqs() {
         let mut ring = Ring::<4>::new();
         for i in 0..3 {
             assert_eq!(
@@ -329,8 +332,8 @@ mod tests {
         assert_eq!(ring.get(3), None);
     }
 
-    #[test]
-    fn overflow_drops_oldest_and_counts_each_once() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn overflow_drops_oldest_and_counts_each_once() {
         let mut ring = Ring::<3>::new();
         for i in 0..5 {
             let pushed = ring.push(reading(i)).expect("seq space");
@@ -352,8 +355,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ack_is_cumulative_and_ignores_stale_and_unassigned() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn ack_is_cumulative_and_ignores_stale_and_unassigned() {
         let mut ring = Ring::<8>::new();
         for i in 0..6 {
             ring.push(reading(i)).expect("seq space");
@@ -381,8 +384,8 @@ mod tests {
         assert_eq!(ring.held_from(), 6);
     }
 
-    #[test]
-    fn runtime_limit_caps_the_capacity() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn runtime_limit_caps_the_capacity() {
         let mut ring = Ring::<8>::with_limit(3);
         for i in 0..5 {
             ring.push(reading(i)).expect("seq space");
@@ -399,8 +402,8 @@ mod tests {
         assert_eq!(Ring::<8>::with_limit(100).capacity(), 8);
     }
 
-    #[test]
-    fn span_crosses_the_wrap_point() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn span_crosses_the_wrap_point() {
         let mut ring = Ring::<4>::new();
         for i in 0..6 {
             ring.push(reading(i)).expect("seq space");
@@ -414,8 +417,8 @@ mod tests {
         assert_eq!(ring.span(6, 3).len(), 0, "not yet pushed");
     }
 
-    #[test]
-    fn sequence_space_ends_at_u32_max() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn sequence_space_ends_at_u32_max() {
         let mut ring = Ring::<2>::new();
         ring.next_seq = u64::from(u32::MAX);
         ring.held_from = u64::from(u32::MAX);
@@ -432,8 +435,8 @@ mod tests {
         assert_eq!(ring.ack(0), Freed::Stale, "no wrap after the last seq");
     }
 
-    #[test]
-    fn documented_sizes_hold() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn documented_sizes_hold() {
         assert_eq!(READING_BYTES, 16);
         assert!(core::mem::size_of::<Ring<1024>>() <= Ring::<1024>::BYTES);
     }

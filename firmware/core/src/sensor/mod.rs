@@ -9,6 +9,8 @@ mod sht4x;
 
 pub use crc::sensirion_crc8;
 pub use sht4x::{Precision, SHT4X_ADDRESS, Sht4x, Sht4xError};
+#[cfg(feature = "target-tests")]
+pub(crate) use {crc::tests as crc_tests, sht4x::tests as sht4x_tests};
 
 use telemetry_wire::SensorKind;
 

@@ -94,3 +94,40 @@ fn devsim_with_link_drops_and_corruption_is_fully_acked_and_stored_once() {
     assert!(stored.values().all(|&n| n == 1), "nothing stored twice");
     assert!(acked_set.iter().all(|k| stored.contains_key(k)));
 }
+
+#[test]
+fn devices_log_in_with_their_id_and_password() {
+    let creds = tempfile::NamedTempFile::new().expect("temp file");
+    let lines: String = (0..5)
+        .map(|i| {
+            format!(
+                "\"sim-{i:04}\" = \"{}\"\n",
+                gateway::ingest::auth::hash_password("s3cret")
+            )
+        })
+        .collect();
+    std::fs::write(creds.path(), format!("[devices]\n{lines}")).expect("write");
+    let options = GatewayOptions {
+        embedded_toml: format!("credentials_file = \"{}\"", creds.path().display()),
+        ..GatewayOptions::default()
+    };
+    let gw = GatewayProcess::start(options).expect("gateway starts");
+    #[rustfmt::skip]
+    let args = ["--devices", "5", "--rate", "20", "--readings", "40", "--drain-timeout", "15", "--json"];
+    let with = |password: &str| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--mqtt-password", password]);
+        devsim::finish(devsim::spawn(gw.mqtt5, &all).expect("devsim starts"))
+            .expect("devsim finishes")
+    };
+    let (ok, stdout, stderr) = with("s3cret");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(field(&stdout, "acked"), 200, "{stdout}");
+    let (ok, stdout, _) = with("wrong");
+    assert!(
+        !ok,
+        "a wrong password must not get readings acked: {stdout}"
+    );
+    assert_eq!(field(&stdout, "acked"), 0, "{stdout}");
+    assert!(gw.metric("gateway_ingest_auth_failures_total").expect("m") >= 5.0);
+}

@@ -41,13 +41,9 @@ fn main() {
         fail(format!("{DEVICE_ID}={id:?} is not a device ID: {e}"));
     }
 
-    // The core's MQTT session has no credentials yet: refuse rather than silently ignore.
-    if var(MQTT_PASSWORD).is_some() {
-        fail(format!(
-            "{MQTT_PASSWORD} is set, but sensor-node-core's MQTT session cannot send a \
-             username/password yet; unset it (the gateway then needs no credentials_file)"
-        ));
-    }
+    // Optional MQTT password (username = device ID, as the gateway's credentials check
+    // requires). Baked into the image: keep it out of the repository.
+    let mqtt_password = var(MQTT_PASSWORD);
 
     let ring_capacity = match var(RING_CAPACITY) {
         None => DEFAULT_RING_CAPACITY,
@@ -92,6 +88,11 @@ fn main() {
         "/// `{SAMPLE_PERIOD_MS}`: one sensor cycle every this many ms."
     );
     let _ = writeln!(out, "pub const SAMPLE_PERIOD_MS: u64 = {sample_period_ms};");
+    let _ = writeln!(
+        out,
+        "/// `{MQTT_PASSWORD}`: MQTT password (username = device ID), if set at build time."
+    );
+    let _ = writeln!(out, "pub const MQTT_PASSWORD: Option<&str> = {mqtt_password:?};");
 
     let path = std::path::Path::new(
         &std::env::var("OUT_DIR").unwrap_or_else(|_| fail("no OUT_DIR".into())),

@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub idle_wake_ms: u64,
     /// Ring capacity in readings when below the ring's const capacity (simulators).
     pub ring_limit: usize,
+    /// MQTT password; when set the device logs in with its device ID as client ID and
+    /// username (what the gateway's credentials check requires).
+    pub mqtt_password: Option<&'static [u8]>,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +63,7 @@ impl NodeConfig {
             keepalive_s: 60,
             idle_wake_ms: 250,
             ring_limit: usize::MAX,
+            mqtt_password: None,
         }
     }
 
@@ -128,6 +132,12 @@ impl NodeConfig {
     /// Longest idle sleep of the I/O loop, at least 1 ms.
     pub const fn with_idle_wake_ms(mut self, ms: u64) -> Self {
         self.idle_wake_ms = max_u64(ms, 1);
+        self
+    }
+
+    /// MQTT password (username = device ID).
+    pub const fn with_mqtt_password(mut self, password: &'static [u8]) -> Self {
+        self.mqtt_password = Some(password);
         self
     }
 

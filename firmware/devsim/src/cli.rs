@@ -72,6 +72,10 @@ pub struct Cli {
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Log in with this MQTT password (username = device ID), for a gateway with a
+    /// credentials file. Every simulated device uses the same password.
+    #[arg(long, value_name = "PASSWORD")]
+    pub mqtt_password: Option<String>,
 }
 
 /// Largest supported ring.
@@ -184,6 +188,11 @@ impl Cli {
             .with_ring_limit(self.ring_capacity);
         if let Some(w) = self.window {
             node = node.with_window(w);
+        }
+        if let Some(password) = &self.mqtt_password {
+            // The core keeps the password for the life of the process: leak one copy.
+            let password: &'static str = Box::leak(password.clone().into_boxed_str());
+            node = node.with_mqtt_password(password.as_bytes());
         }
         Ok(Settings {
             broker,

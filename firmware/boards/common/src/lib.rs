@@ -31,9 +31,13 @@ pub use connector::TcpConnector;
 pub use sensors::{Both, BothError};
 
 /// The node configuration both boards use: the core's defaults with the build-time sampling
-/// period and a jitter seed distinct per device.
+/// period, the optional MQTT password and a jitter seed distinct per device.
 pub fn node_config(jitter_seed: u64) -> sensor_node_core::NodeConfig {
-    sensor_node_core::NodeConfig::new()
+    let config = sensor_node_core::NodeConfig::new()
         .with_sample_period_ms(settings::SAMPLE_PERIOD_MS)
-        .with_jitter_seed(jitter_seed)
+        .with_jitter_seed(jitter_seed);
+    match settings::MQTT_PASSWORD {
+        Some(password) => config.with_mqtt_password(password.as_bytes()),
+        None => config,
+    }
 }

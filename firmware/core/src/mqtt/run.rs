@@ -98,6 +98,12 @@ where
         .client_id(device.as_str())
         .map_err(|_| RunError::MqttConfig)?
         .keepalive_interval(config.keepalive_s);
+    let mqtt_config = match config.mqtt_password {
+        Some(password) => mqtt_config
+            .auth(device.as_str(), password)
+            .map_err(|_| RunError::MqttConfig)?,
+        None => mqtt_config,
+    };
     let mut session = Session::new(mqtt_config);
     let mut backoff = Backoff::new(
         config.backoff_base_ms,

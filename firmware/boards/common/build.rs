@@ -92,7 +92,10 @@ fn main() {
         out,
         "/// `{MQTT_PASSWORD}`: MQTT password (username = device ID), if set at build time."
     );
-    let _ = writeln!(out, "pub const MQTT_PASSWORD: Option<&str> = {mqtt_password:?};");
+    let _ = writeln!(
+        out,
+        "pub const MQTT_PASSWORD: Option<&str> = {mqtt_password:?};"
+    );
 
     let path = std::path::Path::new(
         &std::env::var("OUT_DIR").unwrap_or_else(|_| fail("no OUT_DIR".into())),

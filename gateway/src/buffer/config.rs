@@ -39,7 +39,7 @@ pub struct BufferConfig {
     /// Shortest interval between commits at low load (SD-card wear; see README).
     pub min_commit_interval_ms: u64,
     /// Record bytes per second at or below which commits are spaced `min_commit_interval_ms`
-    /// apart; at 4x this rate and above they come `max_commit_delay_ms` apart.
+    /// apart; at 2x this rate and above they come `max_commit_delay_ms` apart.
     pub low_load_bytes_per_sec: u64,
     /// How often per-device dedupe state is checkpointed (bounds the replay at open).
     pub checkpoint_interval_ms: u64,
@@ -58,8 +58,8 @@ impl Default for BufferConfig {
             full_policy: FullPolicy::RejectNew,
             commit_bytes: 256 * 1024,
             max_commit_delay_ms: 25,
-            min_commit_interval_ms: 750,
-            low_load_bytes_per_sec: 64 * 1024,
+            min_commit_interval_ms: 900,
+            low_load_bytes_per_sec: 128 * 1024,
             checkpoint_interval_ms: 30_000,
             retention_secs: 0,
             retention_action: RetentionAction::Drop,

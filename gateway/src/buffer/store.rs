@@ -69,7 +69,7 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
         source: Box::new(source),
     };
     let db = Database::builder()
-        .set_cache_size(16 << 20)
+        .set_cache_size(8 << 20)
         .create(path)
         .map_err(db_error)?;
     Ok(db)

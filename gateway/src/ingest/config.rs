@@ -34,7 +34,8 @@ pub struct EmbeddedConfig {
     pub mqtt5_listen: SocketAddr,
     /// MQTT v3.1.1 listener (third-party sensors); empty string disables it.
     pub mqtt311_listen: Option<SocketAddr>,
-    /// Most simultaneous client connections.
+    /// Most simultaneous client connections. rumqttd sizes its connection tables by this
+    /// at start, so it costs memory even when unused.
     pub max_connections: usize,
     /// Bytes of messages the broker keeps in memory for the gateway's reader. When the reader
     /// lags further, the broker drops messages silently; devices then resend (they are not
@@ -75,8 +76,8 @@ impl Default for EmbeddedConfig {
         Self {
             mqtt5_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt311_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1884))),
-            max_connections: 10_000,
-            broker_log_bytes: 8 << 20,
+            max_connections: 2_000,
+            broker_log_bytes: 4 << 20,
             credentials_file: None,
         }
     }

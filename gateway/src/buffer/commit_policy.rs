@@ -50,11 +50,20 @@ impl CommitPolicy {
     }
 
     /// The load to decide on: the long-run estimate, or, once the group is older than the
-    /// high-load wait, the group's own arrival rate if that is higher. So a load step is
-    /// answered within `max_commit_delay` instead of after the estimate has caught up, while
-    /// a quiet site is never judged on a window too short to be meaningful.
-    pub fn load(&self, estimate: f64, pending_bytes: u64, age: Duration) -> f64 {
-        if age >= self.max_commit_delay && !age.is_zero() {
+    /// high-load wait and data is still arriving, the group's own arrival rate if that is
+    /// higher. So a sustained load step is answered within `max_commit_delay` instead of after
+    /// the estimate has caught up, while a burst (devices in lockstep, a fleet resending after
+    /// a restart) that is over is not mistaken for high load, and a quiet site is never judged
+    /// on a window too short to be meaningful.
+    pub fn load(
+        &self,
+        estimate: f64,
+        pending_bytes: u64,
+        age: Duration,
+        since_last_arrival: Duration,
+    ) -> f64 {
+        let ongoing = since_last_arrival < self.max_commit_delay / 2;
+        if ongoing && age >= self.max_commit_delay && !age.is_zero() {
             estimate.max(pending_bytes as f64 / age.as_secs_f64())
         } else {
             estimate
@@ -152,19 +161,22 @@ mod tests {
         let ms = Duration::from_millis;
         // The long-run estimate still says idle, but 12 KB arrived in 25 ms (480 KB/s).
         assert_eq!(
-            p.load(0.0, 12_000, ms(10)),
+            p.load(0.0, 12_000, ms(10), ms(0)),
             0.0,
             "too early to judge the group"
         );
-        let load = p.load(0.0, 12_000, ms(25));
+        let load = p.load(0.0, 12_000, ms(25), ms(1));
         assert!(p.should_commit(12_000, ms(25), load));
+        // The same bytes as a burst that ended 20 ms ago: not a load step.
+        let burst = p.load(0.0, 12_000, ms(25), ms(20));
+        assert!(!p.should_commit(12_000, ms(25), burst));
         assert_eq!(
             p.recheck_in(0.0, ms(10)),
             ms(15),
             "re-decide when the group is 25 ms old"
         );
         // A quiet site: 1.2 KB in 25 ms (48 KB/s) keeps waiting for the slow interval.
-        let load = p.load(0.0, 1_200, ms(25));
+        let load = p.load(0.0, 1_200, ms(25), ms(1));
         assert!(!p.should_commit(1_200, ms(25), load));
         assert_eq!(p.recheck_in(load, ms(25)), ms(725));
     }

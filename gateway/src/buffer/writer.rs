@@ -180,6 +180,7 @@ struct Group {
     deletes: Vec<DeleteRequest>,
     bytes: u64,
     oldest: Option<Instant>,
+    newest: Option<Instant>,
 }
 
 impl Group {
@@ -192,6 +193,7 @@ impl Group {
             Command::Append(batch) => {
                 self.bytes += 36 + batch.device.len() as u64 + 14 * batch.readings.len() as u64;
                 self.oldest.get_or_insert(batch.arrived);
+                self.newest = Some(batch.arrived);
                 self.appends.push(batch);
             }
             Command::Delete { ids, done } => {
@@ -303,7 +305,10 @@ impl Writer {
             // Collect until the policy says commit.
             while !disconnected && !group.is_empty() {
                 let age = group.oldest.map_or(Duration::ZERO, |t| t.elapsed());
-                let load = self.policy.load(self.rate_now(), group.bytes, age);
+                let since_last = group.newest.map_or(age, |t| t.elapsed());
+                let load = self
+                    .policy
+                    .load(self.rate_now(), group.bytes, age, since_last);
                 if self.policy.should_commit(group.bytes, age, load) {
                     break;
                 }

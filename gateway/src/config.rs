@@ -1,7 +1,9 @@
 //! The gateway's one configuration file: parsed strictly, validated into checked settings
 //! before anything starts.
 
-use crate::buffer::{BufferConfig, ValidBufferConfig};
+use crate::buffer::{BufferConfig, RetentionAction, ValidBufferConfig};
+use crate::export::{BackfillExporter, ExportConfig, ValidExportConfig};
+use crate::forward::{ForwardConfig, ValidForwardConfig};
 use crate::ingest::IngestConfig;
 use crate::telemetry::TelemetryConfig;
 use serde::Deserialize;
@@ -20,6 +22,10 @@ pub struct GatewayConfig {
     pub buffer: BufferConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[forward]`.
+    pub forward: ForwardConfig,
+    /// `[export]`.
+    pub export: ExportConfig,
 }
 
 /// Checked settings, ready to run.
@@ -31,6 +37,10 @@ pub struct ValidConfig {
     pub buffer: ValidBufferConfig,
     /// Telemetry settings.
     pub telemetry: TelemetryConfig,
+    /// Forwarder settings; `None` when forwarding is disabled (buffer only).
+    pub forward: Option<ValidForwardConfig>,
+    /// Export settings (the backfill exporter is already in `buffer.backfill`).
+    pub export: ValidExportConfig,
 }
 
 /// Why the configuration is unusable.
@@ -84,11 +94,25 @@ impl GatewayConfig {
     /// Checks every section.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         self.ingest.validate().map_err(ConfigError::Invalid)?;
-        let buffer = self.buffer.validate().map_err(ConfigError::Invalid)?;
+        let mut buffer = self.buffer.validate().map_err(ConfigError::Invalid)?;
+        let export = self.export.validate().map_err(ConfigError::Invalid)?;
+        if buffer.retention_action == RetentionAction::Backfill {
+            let (Some(retention), Some(dir)) = (buffer.retention, export.backfill_dir.clone())
+            else {
+                return Err(ConfigError::Invalid(
+                    "buffer.retention_action = \"backfill\" needs buffer.retention_secs > 0 and export.backfill_dir".into(),
+                ));
+            };
+            tracing::debug!(?retention, dir = %dir.display(), "Retention backfill configured.");
+            buffer.backfill = Some(std::sync::Arc::new(BackfillExporter::new(dir, &export)));
+        }
+        let forward = self.forward.validate().map_err(ConfigError::Invalid)?;
         Ok(ValidConfig {
             ingest: self.ingest,
             buffer,
             telemetry: self.telemetry,
+            forward,
+            export,
         })
     }
 }
@@ -108,6 +132,11 @@ mod tests {
         assert_eq!(
             format!("{:?}", parsed.telemetry),
             format!("{:?}", defaults.telemetry)
+        );
+        assert_eq!(parsed.forward, defaults.forward);
+        assert_eq!(
+            format!("{:?}", parsed.export),
+            format!("{:?}", defaults.export)
         );
         // data_dir is commented out in the file, so both use the same default.
         assert_eq!(
@@ -132,5 +161,22 @@ mod tests {
             GatewayConfig::parse("[buffer]\ncapacity_bytes = 10\n", "f.toml").expect("parses");
         let err = cfg.validate().expect_err("too small");
         assert!(err.to_string().contains("capacity_bytes"), "{err}");
+    }
+
+    #[test]
+    fn backfill_needs_a_retention_age_and_a_directory() {
+        let err = GatewayConfig::parse("[buffer]\nretention_action = \"backfill\"\n", "f.toml")
+            .expect("parses")
+            .validate()
+            .expect_err("no retention, no dir");
+        assert!(err.to_string().contains("backfill_dir"), "{err}");
+        let ok = GatewayConfig::parse(
+            "[buffer]\nretention_secs = 60\nretention_action = \"backfill\"\n[export]\nbackfill_dir = \"/tmp/b\"\n",
+            "f.toml",
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert!(ok.buffer.backfill.is_some());
     }
 }

@@ -2,12 +2,16 @@
 //!
 //! - [`ingest`]: MQTT in (embedded rumqttd or an external broker), validation, acks out.
 //! - [`buffer`]: the durable redb buffer and its single writer.
+//! - [`forward`]: the buffer to Kinesis Data Streams, per-shard rate limits, per-record retry.
+//! - [`export`]: the buffer to Parquet / gzip JSON files for batch backfill.
 //! - [`telemetry`]: metrics, health and the HTTP endpoint serving them.
 //! - [`config`]: the one TOML file, validated before use.
 //! - [`service`]: wiring the stages together, `run(config, shutdown)`.
 
 pub mod buffer;
 pub mod config;
+pub mod export;
+pub mod forward;
 pub mod ingest;
 pub mod service;
 pub mod status;

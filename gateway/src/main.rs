@@ -5,6 +5,12 @@ use clap::{Parser, Subcommand};
 use gateway::config::{DEFAULT_CONFIG, GatewayConfig};
 use std::path::PathBuf;
 
+mod systemd;
+
+/// Where the Debian package installs the configuration: `gateway status` reads it when no
+/// `--config` is given and it exists.
+const SYSTEM_CONFIG: &str = "/etc/telemetry-gateway/gateway.toml";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "gateway",
@@ -28,13 +34,17 @@ enum Command {
     GenerateConfig,
     /// Show the running gateway's health and buffer at a glance.
     Status {
-        /// Configuration file, to find the telemetry address.
+        /// Configuration file, to find the telemetry address [default:
+        /// /etc/telemetry-gateway/gateway.toml if it exists, else the built-in defaults].
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Telemetry address (overrides the config).
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Export buffered readings to Parquet or gzip JSON files for batch backfill
+    /// (a stopped gateway's buffer; see README "Export for backfill").
+    Export(ExportArgs),
     /// Print the credentials-file line for a device's password.
     HashPassword {
         /// The device ID.
@@ -42,6 +52,90 @@ enum Command {
         /// The password.
         password: String,
     },
+}
+
+/// `gateway export` options. What is exported: every buffered (= undelivered) reading not yet
+/// in the target directory, narrowed by `--from`, `--to` and `--device`.
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Configuration file: buffer location and `[export]` settings.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The gateway's data directory holding buffer.redb (overrides buffer.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Target directory (one partitioned table per directory), e.g. a USB disk mount.
+    #[arg(long)]
+    out: PathBuf,
+    /// File format (default: export.format from the config).
+    #[arg(long, value_enum)]
+    format: Option<gateway::export::ExportFormat>,
+    /// Only readings at or after this UTC time (ms since the epoch, YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only readings before this UTC time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this device (repeat for more).
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// Delete exported readings from the buffer once their files and the manifest are
+    /// durable (the forwarder then does not send them).
+    #[arg(long)]
+    mark_delivered: bool,
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use gateway::export::selection::parse_time;
+    let mut config = GatewayConfig::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.buffer.data_dir = dir;
+    }
+    let config = config.validate()?;
+    gateway::telemetry::logging::init(&config.telemetry);
+    let time = |t: Option<String>| t.as_deref().map(parse_time).transpose();
+    let job = gateway::export::OfflineExport {
+        buffer: config.buffer,
+        dir: args.out,
+        format: args.format.unwrap_or(config.export.format),
+        selection: gateway::export::Selection {
+            from_ms: time(args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+            to_ms: time(args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+            devices: args.devices.into_iter().collect(),
+        },
+        mark_delivered: args.mark_delivered,
+        target_file_bytes: config.export.target_file_bytes,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let flag = stop.clone();
+    let summary = runtime.block_on(async move {
+        let job = tokio::task::spawn_blocking(move || gateway::export::run_offline(&job, &flag));
+        tokio::pin!(job);
+        tokio::select! {
+            done = &mut job => done,
+            () = shutdown_signal() => {
+                eprintln!("Stopping: committing what is written; run the export again to continue.");
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                job.await
+            }
+        }
+    })??;
+    println!(
+        "exported {} readings into {} files ({} bytes) in {:.1} s ({:.0} readings/s scanned); skipped {} already exported; deleted {} readings from the buffer; run {}",
+        summary.readings,
+        summary.files,
+        summary.bytes,
+        summary.elapsed.as_secs_f64(),
+        summary.rate(),
+        summary.skipped,
+        summary.deleted_readings,
+        summary.run,
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,17 +149,25 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(gateway::service::run(config, shutdown_signal()))
+            let listeners = systemd::listeners(&config);
+            runtime.block_on(async {
+                tokio::spawn(systemd::ready_when_listening(listeners));
+                tokio::spawn(systemd::watchdog());
+                gateway::service::run(config, systemd::stopping(shutdown_signal())).await
+            })
         }
         Command::GenerateConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
         }
         Command::Status { config, endpoint } => {
+            let config =
+                config.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
             let config = GatewayConfig::load(config.as_deref())?;
             let endpoint = endpoint.unwrap_or_else(|| config.telemetry.listen.to_string());
             gateway::status::print(&endpoint)
         }
+        Command::Export(args) => export(args),
         Command::HashPassword { device, password } => {
             telemetry_wire::device_id::validate(&device)
                 .map_err(|e| anyhow::anyhow!("device id: {e}"))?;

@@ -4,6 +4,7 @@
 
 use crate::buffer::{self, Buffer, BufferMetrics};
 use crate::config::ValidConfig;
+use crate::forward::{self, ForwardMetrics};
 use crate::ingest::embedded::EmbeddedBroker;
 use crate::ingest::external::ExternalSubscriber;
 use crate::ingest::receive::Receiver;
@@ -19,7 +20,15 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     let mut registry = Registry::default();
     let buffer_metrics = BufferMetrics::register(&mut registry);
     let ingest_metrics = IngestMetrics::register(&mut registry);
-    let health = Health::new(buffer_metrics.clone(), ingest_metrics.clone());
+    // Forwarder metrics exist only when forwarding is on (no misleading `up 0` otherwise).
+    let forward_metrics = config
+        .forward
+        .as_ref()
+        .map(|_| ForwardMetrics::register(&mut registry));
+    let mut health = Health::new(buffer_metrics.clone(), ingest_metrics.clone());
+    if let Some(m) = &forward_metrics {
+        health = health.with_forward(m.clone());
+    }
 
     let (buffer, recovered) = Buffer::open(&config.buffer.path)?;
     tracing::info!(
@@ -38,6 +47,22 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
         acks_tx,
     )
     .context("cannot start the buffer writer")?;
+
+    let (stop_forward, forward_stopped) = tokio::sync::oneshot::channel::<()>();
+    let forwarder = match (config.forward.clone(), forward_metrics) {
+        (Some(fc), Some(forward_metrics)) => Some(
+            forward::start(fc, buffer.clone(), writer.clone(), forward_metrics, async {
+                let _ = forward_stopped.await;
+            })
+            .await?,
+        ),
+        _ => {
+            tracing::info!(
+                "Forwarding disabled ([forward] enabled = false): readings stay buffered."
+            );
+            None
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind(config.telemetry.listen)
         .await
@@ -71,6 +96,11 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     shutdown.await;
     tracing::info!("Shutting down: no new messages; committing what is in flight.");
     ingest.stop_reading();
+    // The forwarder deletes what Kinesis accepted through the writer: stop it first.
+    let _ = stop_forward.send(());
+    if let Some(f) = forwarder {
+        let _ = f.await;
+    }
     drop(writer);
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await

@@ -46,5 +46,35 @@ pub fn print(endpoint: &str) -> anyhow::Result<()> {
         "ingest: {} messages, {} acks published",
         r.ingest.messages, r.ingest.acks_published
     );
+    match &r.forward {
+        None => println!("forward: disabled (readings stay buffered)"),
+        Some(f) => {
+            let state = if f.reachable {
+                "reachable".to_owned()
+            } else {
+                format!(
+                    "FAILING for {:.0} s: {}",
+                    f.failing_for_seconds,
+                    f.last_error.as_deref().unwrap_or("unknown error")
+                )
+            };
+            println!(
+                "forward: stream {}, {} open shards, {state}",
+                f.stream, f.open_shards
+            );
+            for s in &f.shards {
+                println!(
+                    "  {}: {} records, {} bytes sent, {} throttled, {} retried, {} in flight, lag {:.1} s",
+                    s.shard_id,
+                    s.records_sent,
+                    s.bytes_sent,
+                    s.throttled,
+                    s.retried,
+                    s.in_flight,
+                    s.lag_seconds
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use crate::HarnessError;
 use crate::binaries::binary;
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,10 @@ pub struct GatewayOptions {
     pub env: Vec<(String, String)>,
     /// The gateway reads from an external broker: do not wait for its embedded MQTT listener.
     pub external_broker: bool,
+    /// Run this program and leading arguments instead of the workspace's `gateway` binary,
+    /// e.g. `["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", ".../gateway"]` for a
+    /// cross-built gateway (`tests/tests/arm_smoke.rs`). `run --config FILE` follows them.
+    pub launcher: Option<Vec<OsString>>,
 }
 
 /// A running (or stopped) gateway process.
@@ -37,6 +42,7 @@ pub struct GatewayProcess {
     log: PathBuf,
     env: Vec<(String, String)>,
     external_broker: bool,
+    launcher: Option<Vec<OsString>>,
     /// MQTT v5 listener.
     pub mqtt5: SocketAddr,
     /// MQTT v3.1.1 listener.
@@ -98,6 +104,7 @@ impl GatewayProcess {
             log,
             env: options.env,
             external_broker: options.external_broker,
+            launcher: options.launcher,
             mqtt5,
             mqtt311,
             telemetry,
@@ -117,7 +124,15 @@ impl GatewayProcess {
         let err = log
             .try_clone()
             .map_err(|e| HarnessError::io("cloning the log handle", e))?;
-        let child = Command::new(binary("gateway")?)
+        let mut command = match self.launcher.as_deref() {
+            Some([program, args @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            _ => Command::new(binary("gateway")?),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&self.config)

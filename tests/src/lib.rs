@@ -5,6 +5,10 @@
 //! `aws_sdk_kinesis::Client` pointed at it, the environment a child process (the gateway) needs
 //! to reach it, and a helper that reads every record of a stream back.
 //!
+//! For rates and failures kinesis-local cannot show, [`KinesisEmulator`] is a fast in-process
+//! Kinesis data plane that enforces the per-shard limits and injects throttling and outages;
+//! [`forward_check`] decodes the gateway's records and measures shard utilisation.
+//!
 //! Requirements: `node` and `npm` on `PATH` (or `E2E_NODE` / `E2E_NPM`). The harness installs
 //! kinesis-local itself (`npm ci` in `tests/`) the first time it is needed.
 //!
@@ -24,7 +28,11 @@
 pub mod binaries;
 pub mod devsim;
 mod error;
+pub mod export_check;
+pub mod export_fill;
+pub mod forward_check;
 pub mod gateway_process;
+pub mod kinesis_emu;
 mod kinesis_local;
 pub mod mosquitto;
 pub mod mqtt_client;
@@ -34,5 +42,6 @@ mod read_back;
 
 pub use error::HarnessError;
 pub use gateway_process::{GatewayOptions, GatewayProcess};
+pub use kinesis_emu::KinesisEmulator;
 pub use kinesis_local::{KinesisLocal, REGION};
 pub use read_back::{StreamRecord, hash_key_range, list_shards, read_all_records};

@@ -1,7 +1,9 @@
 //! Buffer settings (`[buffer]` in the config file).
 
+use super::writer::RetentionBackfill;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What to do when the buffer reaches `capacity_bytes`.
@@ -20,6 +22,9 @@ pub enum FullPolicy {
 pub enum RetentionAction {
     /// Delete them (counted as expired, logged as data loss).
     Drop,
+    /// Export them to `[export] backfill_dir` (files and manifest durable first), then
+    /// delete them (counted as delivered). See `crate::export`.
+    Backfill,
 }
 
 /// `[buffer]` as written in the file.
@@ -97,6 +102,9 @@ pub struct ValidBufferConfig {
     pub retention: Option<Duration>,
     /// See [`BufferConfig::retention_action`].
     pub retention_action: RetentionAction,
+    /// The exporter run under [`RetentionAction::Backfill`] (set by `crate::config` from
+    /// `[export]`; the buffer does not know the export stage).
+    pub backfill: Option<Arc<dyn RetentionBackfill>>,
 }
 
 impl BufferConfig {
@@ -136,6 +144,7 @@ impl BufferConfig {
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
             retention: (self.retention_secs > 0).then(|| Duration::from_secs(self.retention_secs)),
             retention_action: self.retention_action,
+            backfill: None,
         })
     }
 }

@@ -13,7 +13,7 @@
 //! backoff; health reports the buffer not writable until a commit succeeds again.
 
 use super::commit_policy::{CommitPolicy, RateEstimator};
-use super::config::{FullPolicy, ValidBufferConfig};
+use super::config::{FullPolicy, RetentionAction, ValidBufferConfig};
 use super::error::WriteError;
 use super::layout::{
     BatchRecord, DEVICES, DeviceState, LOG, META, META_BUFFERED_BYTES, META_BUFFERED_READINGS,
@@ -25,6 +25,8 @@ use super::store::{Buffer, Recovered};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redb::{Durability, ReadableTable};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A validated uplink batch, handed from ingest to the buffer.
@@ -103,6 +105,51 @@ impl WriterHandle {
     }
 }
 
+/// Moves readings past the retention age out of the buffer under
+/// `retention_action = "backfill"`. Implemented by the export stage; the writer runs it on a
+/// thread of its own (`buffer-backfill`) and stops it before the writer exits.
+pub trait RetentionBackfill: Send + Sync + std::fmt::Debug {
+    /// Runs until `stop` is set: periodically writes the log entries that arrived more than
+    /// `retention` ago to durable files, then deletes them through `writer`.
+    fn run(&self, buffer: Buffer, retention: Duration, writer: WriterHandle, stop: &AtomicBool);
+}
+
+/// The running backfill thread.
+struct BackfillWorker {
+    /// Deletes it asks for (a queue of its own, so it does not keep the writer alive).
+    rx: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl BackfillWorker {
+    fn start(buffer: &Buffer, config: &ValidBufferConfig) -> std::io::Result<Option<Self>> {
+        if config.retention_action != RetentionAction::Backfill {
+            return Ok(None);
+        }
+        let (Some(retention), Some(backfill)) = (config.retention, config.backfill.clone()) else {
+            tracing::error!(
+                "retention_action = \"backfill\" needs retention_secs and [export] backfill_dir; old readings are kept."
+            );
+            return Ok(None);
+        };
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (buffer, flag) = (buffer.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("buffer-backfill".into())
+            .spawn(move || backfill.run(buffer, retention, WriterHandle { tx }, &flag))?;
+        Ok(Some(Self { rx, stop, thread }))
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Pending and later delete requests fail: the backfill sees the writer stopped.
+        drop(self.rx);
+        let _ = self.thread.join();
+    }
+}
+
 fn unreachable_batch() -> IncomingBatch {
     // `append` only ever sends `Command::Append`, so the returned command is always one.
     IncomingBatch {
@@ -133,10 +180,16 @@ pub fn spawn(
     acks: Sender<Vec<AckOut>>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_BATCHES);
+    let backfill = BackfillWorker::start(&buffer, &config)?;
     let mut writer = Writer::new(buffer, recovered, config, metrics, acks);
     let handle = std::thread::Builder::new()
         .name("buffer-writer".into())
-        .spawn(move || writer.run(&rx))?;
+        .spawn(move || {
+            writer.run(&rx, backfill.as_ref().map(|b| &b.rx));
+            if let Some(b) = backfill {
+                b.stop();
+            }
+        })?;
     Ok((WriterHandle { tx }, handle))
 }
 
@@ -292,12 +345,21 @@ impl Writer {
         self.metrics.oldest_age_seconds.set(age);
     }
 
-    fn run(&mut self, rx: &Receiver<Command>) {
+    fn run(&mut self, rx: &Receiver<Command>, backfill: Option<&Receiver<Command>>) {
         let mut disconnected = false;
         while !disconnected {
             let mut group = Group::default();
+            // Deletes from the backfill thread join the group (checked at least every second).
+            for c in backfill.into_iter().flat_map(Receiver::try_iter) {
+                group.add(c);
+            }
+            let wait = if group.is_empty() {
+                self.idle_wait()
+            } else {
+                Duration::ZERO
+            };
             // Wait for work, waking up for checkpoints and retries.
-            match rx.recv_timeout(self.idle_wait()) {
+            match rx.recv_timeout(wait) {
                 Ok(c) => group.add(c),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
@@ -326,15 +388,22 @@ impl Writer {
             let checkpoint_due = disconnected
                 || (!self.dirty.is_empty()
                     && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
-            let expiry_due = self.config.retention.is_some_and(|r| {
-                let cutoff = now_ms().saturating_sub(r.as_millis() as i64);
-                self.oldest_received_ms.is_some_and(|t| t < cutoff)
-            });
+            let expiry_due = self.drops_expired()
+                && self.config.retention.is_some_and(|r| {
+                    let cutoff = now_ms().saturating_sub(r.as_millis() as i64);
+                    self.oldest_received_ms.is_some_and(|t| t < cutoff)
+                });
             if !group.is_empty() || checkpoint_due || expiry_due {
                 self.commit_group(group, checkpoint_due);
             }
             self.publish_gauges();
         }
+    }
+
+    /// True when retention deletes old readings here (`drop`); under `backfill` the backfill
+    /// thread exports them and asks for their deletion.
+    fn drops_expired(&self) -> bool {
+        self.config.retention_action == RetentionAction::Drop
     }
 
     fn rate_now(&self) -> f64 {
@@ -455,7 +524,7 @@ impl Writer {
                     o.deleted.push(k.value());
                 }
             }
-            if let Some(retention) = self.config.retention {
+            if let Some(retention) = self.config.retention.filter(|_| self.drops_expired()) {
                 let cutoff = now_ms().saturating_sub(retention.as_millis() as i64);
                 self.expire(&mut log, cutoff, &mut o)?;
             }

@@ -1,6 +1,7 @@
 //! Health: what each stage reports, summarised for `/health` and `gateway status`.
 
 use crate::buffer::BufferMetrics;
+use crate::forward::{ForwardHealth, ForwardMetrics};
 use crate::ingest::IngestMetrics;
 use serde::Serialize;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 pub struct Health {
     buffer: BufferMetrics,
     ingest: IngestMetrics,
+    forward: Option<ForwardMetrics>,
 }
 
 /// The `/health` document.
@@ -22,6 +24,9 @@ pub struct HealthReport {
     pub buffer: BufferHealth,
     /// Ingest summary.
     pub ingest: IngestHealth,
+    /// Forwarder summary (absent when forwarding is disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardHealth>,
 }
 
 /// Buffer part of the report.
@@ -53,7 +58,17 @@ pub struct IngestHealth {
 impl Health {
     /// Health over the stages' metrics.
     pub fn new(buffer: BufferMetrics, ingest: IngestMetrics) -> Self {
-        Self { buffer, ingest }
+        Self {
+            buffer,
+            ingest,
+            forward: None,
+        }
+    }
+
+    /// Adds the forwarder (when forwarding is enabled).
+    pub fn with_forward(mut self, forward: ForwardMetrics) -> Self {
+        self.forward = Some(forward);
+        self
     }
 
     /// The current report.
@@ -63,6 +78,11 @@ impl Health {
         if !writable {
             problems.push("buffer not writable (disk full or I/O errors): devices are not acknowledged and keep their readings".to_owned());
         }
+        let forward = self.forward.as_ref().map(|f| {
+            let (report, problem) = f.health();
+            problems.extend(problem);
+            report
+        });
         HealthReport {
             status: if problems.is_empty() {
                 "ok"
@@ -83,6 +103,7 @@ impl Health {
                 messages: self.ingest.messages.get(),
                 acks_published: self.ingest.acks_published.get(),
             },
+            forward,
         }
     }
 }

@@ -1,0 +1,738 @@
+//! The forwarder loop: one task owns all state (shard map, lanes, what is in memory) and
+//! reacts to events; PutRecords calls, ListShards and buffer deletes run as their own tasks
+//! and report back. Nothing blocks the loop but a scan of the log (bounded, on the blocking
+//! pool).
+//!
+//! Delivery invariants:
+//! - A log entry is in `claimed` from the moment a lane queues it until the buffer delete
+//!   that removes it has committed; scans skip claimed ids, so nothing in memory is queued
+//!   twice, even when cursors move back after a shard map change.
+//! - An entry is deleted only after Kinesis accepted the record holding it (records never
+//!   split entries). Deletes are batched every `forward.delete_interval_ms`.
+//! - A failed record (throttled, record error, failed call) goes back to the front of the
+//!   lane its device maps to *now*, and is resent as is; accepted records are never resent
+//!   (except after a crash before their delete: at least once).
+//! - Only the lane whose call failed backs off; a throttled lane is slowed by its bucket, not
+//!   paused.
+
+use super::config::ValidForwardConfig;
+use super::error::{ApiError, ApiErrorKind};
+use super::kinesis::{KinesisApi, PutResult, THROTTLED};
+use super::lane::Lane;
+use super::metrics::ForwardMetrics;
+use super::record::OutRecord;
+use super::scan::{ScanLane, scan};
+use super::shard_map::ShardMap;
+use crate::buffer::{Buffer, WriterHandle};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Entries read per scan pass at most.
+const SCAN_MAX_ENTRIES: usize = 20_000;
+/// Shortest interval between shard map refreshes triggered by mispredictions.
+const MISPREDICTION_REFRESH_GAP: Duration = Duration::from_secs(1);
+/// Pause after a failed scan (the buffer is reopening after an I/O error).
+const SCAN_RETRY: Duration = Duration::from_millis(500);
+/// Gauges (lag, queued, in flight) are refreshed this often.
+const GAUGE_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest the loop sleeps without a reason.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// Failed-call warnings are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How long shutdown waits for calls in flight and the last delete.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// What the spawned tasks report.
+#[derive(Debug)]
+enum Event {
+    Put {
+        id: u64,
+        records: Vec<OutRecord>,
+        result: Result<Vec<PutResult>, ApiError>,
+        done: Instant,
+    },
+    Listed(Result<Vec<super::kinesis::ListedShard>, ApiError>),
+    Deleted {
+        ids: Vec<u64>,
+        result: Result<u64, String>,
+    },
+}
+
+/// A call in flight.
+#[derive(Debug)]
+struct Request {
+    lane: Arc<str>,
+    ticket: super::bucket::Ticket,
+    records: u64,
+    oldest_received_ms: i64,
+}
+
+/// Runs the forwarder until `shutdown` completes; then waits (bounded) for calls in flight
+/// and deletes what they delivered.
+pub async fn run(
+    config: ValidForwardConfig,
+    api: Arc<dyn KinesisApi>,
+    buffer: Buffer,
+    writer: WriterHandle,
+    metrics: ForwardMetrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    metrics.set_stream(
+        &config.stream.to_string(),
+        config.unhealthy_after.as_secs_f64(),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut f = Forwarder {
+        now: Instant::now(),
+        config,
+        api,
+        buffer,
+        writer,
+        metrics,
+        tx,
+        map: None,
+        lanes: HashMap::new(),
+        claimed: Arc::new(Mutex::new(HashSet::new())),
+        corrupt: HashSet::new(),
+        accepted: Vec::new(),
+        delete_running: false,
+        next_delete: Instant::now(),
+        requests: HashMap::new(),
+        next_request: 0,
+        refresh_running: false,
+        refresh_due: Instant::now(),
+        refresh_backoff: Duration::ZERO,
+        last_misprediction_refresh: None,
+        log_end: None,
+        poll_due: Instant::now(),
+        scan_blocked_until: Instant::now(),
+        next_gauges: Instant::now(),
+        last_warn: None,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        f.now = Instant::now();
+        f.step().await;
+        let wake = f.next_wake();
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = rx.recv() => {
+                if let Some(e) = event {
+                    f.now = Instant::now();
+                    f.handle(e);
+                }
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+        while let Ok(e) = rx.try_recv() {
+            f.now = Instant::now();
+            f.handle(e);
+        }
+    }
+    f.shutdown(&mut rx).await;
+}
+
+struct Forwarder {
+    /// The loop's clock, set when it wakes.
+    now: Instant,
+    config: ValidForwardConfig,
+    api: Arc<dyn KinesisApi>,
+    buffer: Buffer,
+    writer: WriterHandle,
+    metrics: ForwardMetrics,
+    tx: mpsc::UnboundedSender<Event>,
+    map: Option<Arc<ShardMap>>,
+    /// By shard id: the current map's shards plus retired ones with calls in flight.
+    lanes: HashMap<Arc<str>, Lane>,
+    /// Log ids in memory (queued, in flight, accepted and not yet deleted).
+    claimed: Arc<Mutex<HashSet<u64>>>,
+    /// Corrupt entries already reported.
+    corrupt: HashSet<u64>,
+    /// Accepted, awaiting delete.
+    accepted: Vec<u64>,
+    delete_running: bool,
+    next_delete: Instant,
+    requests: HashMap<u64, Request>,
+    next_request: u64,
+    refresh_running: bool,
+    refresh_due: Instant,
+    refresh_backoff: Duration,
+    last_misprediction_refresh: Option<Instant>,
+    /// Last log id seen by a scan.
+    log_end: Option<u64>,
+    poll_due: Instant,
+    scan_blocked_until: Instant,
+    next_gauges: Instant,
+    last_warn: Option<Instant>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `base / 2 + random(0..=base / 2)`: jittered, never zero.
+fn jitter(base: Duration) -> Duration {
+    let half = base / 2;
+    half + Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64))
+}
+
+impl Forwarder {
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything that can happen now without waiting.
+    async fn step(&mut self) {
+        if !self.refresh_running && self.now >= self.refresh_due {
+            self.start_refresh();
+        }
+        if self.map.is_some() {
+            self.scan_if_needed().await;
+            self.send_ready();
+        }
+        if !self.delete_running && !self.accepted.is_empty() && self.now >= self.next_delete {
+            self.start_delete();
+        }
+        if self.now >= self.next_gauges {
+            self.update_gauges();
+            self.next_gauges = self.now + GAUGE_INTERVAL;
+        }
+    }
+
+    /// When the loop must wake up even without an event.
+    fn next_wake(&mut self) -> Instant {
+        let now = self.now;
+        let mut wake = now + MAX_IDLE;
+        let mut at = |t: Instant| wake = wake.min(t.max(now));
+        if !self.refresh_running {
+            at(self.refresh_due);
+        }
+        let budget = self.config.queue_bytes_per_shard;
+        if self.map.is_some() && self.lanes.values().any(|l| l.hungry(budget)) {
+            at(self.poll_due);
+        }
+        if !self.accepted.is_empty() && !self.delete_running {
+            at(self.next_delete);
+        }
+        at(self.next_gauges);
+        for lane in self.lanes.values() {
+            if !lane.has_work() || lane.in_flight >= self.config.max_in_flight_per_shard {
+                continue;
+            }
+            if let Some(t) = lane.backoff_until.filter(|&t| t > now) {
+                at(t);
+            } else if let Some(t) = lane.bucket.next_return() {
+                at(t);
+            }
+        }
+        wake
+    }
+
+    fn start_refresh(&mut self) {
+        self.refresh_running = true;
+        let (api, tx) = (self.api.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let result = api.list_open_shards().await;
+            let _ = tx.send(Event::Listed(result));
+        });
+    }
+
+    /// Scans when a lane is hungry and there is (or may be) something new for it.
+    async fn scan_if_needed(&mut self) {
+        let Some(map) = self.map.clone() else {
+            return;
+        };
+        let budget = self.config.queue_bytes_per_shard;
+        let lanes: Vec<ScanLane> = map
+            .shards()
+            .iter()
+            .map(|s| match self.lanes.get(&s.shard_id) {
+                Some(l) => ScanLane {
+                    hungry: l.hungry(budget),
+                    cursor: l.cursor,
+                    room: budget.saturating_sub(l.queued_bytes()),
+                },
+                None => ScanLane {
+                    hungry: false,
+                    cursor: None,
+                    room: 0,
+                },
+            })
+            .collect();
+        let behind = lanes.iter().any(|l| {
+            l.hungry
+                && self
+                    .log_end
+                    .is_some_and(|end| l.cursor.is_none_or(|c| c < end))
+        });
+        let polling = self.now >= self.poll_due && lanes.iter().any(|l| l.hungry);
+        if (!behind && !polling) || self.now < self.scan_blocked_until {
+            return;
+        }
+        let (buffer, claimed) = (self.buffer.clone(), self.claimed.clone());
+        let scan_map = map.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            scan(&buffer, &scan_map, &lanes, &claimed, SCAN_MAX_ENTRIES)
+        })
+        .await;
+        self.now = Instant::now();
+        let out = match result {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                // The buffer is reopening after an I/O error: try again at the next poll.
+                tracing::debug!(error = %e, "Buffer scan failed; retrying.");
+                self.scan_blocked_until = self.now + SCAN_RETRY;
+                self.poll_due = self.scan_blocked_until;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Buffer scan task failed; retrying.");
+                self.scan_blocked_until = self.now + SCAN_RETRY;
+                self.poll_due = self.scan_blocked_until;
+                return;
+            }
+        };
+        for id in out.corrupt {
+            if self.corrupt.insert(id) {
+                self.metrics.corrupt_entries.inc();
+                tracing::error!(
+                    id,
+                    "A buffer entry does not decode; it cannot be forwarded and stays in the buffer."
+                );
+            }
+        }
+        self.log_end = out.log_end;
+        {
+            let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, entry) in out.entries {
+                let shard = &map.shards()[i].shard_id;
+                if let Some(lane) = self.lanes.get_mut(shard) {
+                    claimed.insert(entry.id);
+                    let device: Arc<str> = Arc::from(entry.record.device.as_str());
+                    lane.push_entry(device, entry);
+                }
+            }
+        }
+        for (s, cursor) in map.shards().iter().zip(out.cursors) {
+            if let Some(lane) = self.lanes.get_mut(&s.shard_id) {
+                lane.cursor = cursor;
+            }
+        }
+        // Caught up: look again after the poll interval.
+        let caught_up = self.lanes.values().all(|l| {
+            l.retired
+                || !l.hungry(budget)
+                || self
+                    .log_end
+                    .is_none_or(|end| l.cursor.is_some_and(|c| c >= end))
+        });
+        if caught_up {
+            self.poll_due = self.now + self.config.poll_interval;
+        }
+    }
+
+    /// Sends every request the lanes' buckets and in-flight limits allow.
+    fn send_ready(&mut self) {
+        let now = self.now;
+        let max_in_flight = self.config.max_in_flight_per_shard;
+        let (format, max_record) = (self.config.record_format, self.config.max_record_bytes);
+        let max_request = self.config.max_request_bytes;
+        let mut ready = Vec::new();
+        for lane in self.lanes.values_mut() {
+            while lane.may_send(now, max_in_flight) {
+                let records = lane.build_request(now, format, max_record, max_request);
+                if records.is_empty() {
+                    break;
+                }
+                let bytes = records.iter().map(OutRecord::kinesis_bytes).sum();
+                let ticket = lane.bucket.spend(records.len() as u64, bytes);
+                lane.in_flight += 1;
+                lane.in_flight_records += records.len() as u64;
+                ready.push((lane.shard_id.clone(), ticket, records));
+            }
+        }
+        for (lane, ticket, records) in ready {
+            let id = self.next_request;
+            self.next_request += 1;
+            self.requests.insert(
+                id,
+                Request {
+                    lane,
+                    ticket,
+                    records: records.len() as u64,
+                    oldest_received_ms: records
+                        .iter()
+                        .map(|r| r.oldest_received_ms)
+                        .min()
+                        .unwrap_or(i64::MAX),
+                },
+            );
+            let (api, tx) = (self.api.clone(), self.tx.clone());
+            let timer = self.metrics.put_seconds.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = api.put_records(&records).await;
+                let done = Instant::now();
+                timer.observe(done.duration_since(started).as_secs_f64());
+                let _ = tx.send(Event::Put {
+                    id,
+                    records,
+                    result,
+                    done,
+                });
+            });
+        }
+    }
+
+    fn start_delete(&mut self) {
+        self.delete_running = true;
+        let ids = std::mem::take(&mut self.accepted);
+        let (writer, tx) = (self.writer.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let result = writer.delete(ids.clone());
+            let _ = tx.send(Event::Deleted { ids, result });
+        });
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Put {
+                id,
+                records,
+                result,
+                done,
+            } => self.on_put(id, records, result, done),
+            Event::Listed(result) => self.on_listed(result),
+            Event::Deleted { ids, result } => {
+                self.delete_running = false;
+                self.next_delete = self.now + self.config.delete_interval;
+                match result {
+                    Ok(_) => {
+                        let mut claimed = self.claimed();
+                        for id in &ids {
+                            claimed.remove(id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, entries = ids.len(), "Deleting delivered entries from the buffer failed; retrying.");
+                        self.accepted.extend(ids);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_listed(&mut self, result: Result<Vec<super::kinesis::ListedShard>, ApiError>) {
+        self.refresh_running = false;
+        let listed = result.and_then(|shards| {
+            ShardMap::new(
+                shards
+                    .iter()
+                    .map(|(id, s, e)| (id.as_str(), s.as_str(), e.as_str())),
+            )
+            .map_err(|e| ApiError::new(ApiErrorKind::Server, e.to_string()))
+        });
+        match listed {
+            Ok(map) => {
+                self.metrics.reached();
+                self.refresh_backoff = Duration::ZERO;
+                self.refresh_due = self.now + self.config.shard_refresh;
+                if self.map.as_deref() != Some(&map) {
+                    self.apply_map(map);
+                }
+            }
+            Err(e) => {
+                self.refresh_backoff =
+                    (self.refresh_backoff * 2).clamp(self.config.retry_min, self.config.retry_max);
+                self.refresh_due = self.now + jitter(self.refresh_backoff);
+                self.call_failed(&e, "ListShards");
+            }
+        }
+    }
+
+    /// Switches to a new shard map: lanes for new shards start reading from the lowest
+    /// cursor (claimed ids are skipped); waiting work of closed shards moves to the lanes
+    /// its devices map to now.
+    fn apply_map(&mut self, map: ShardMap) {
+        let map = Arc::new(map);
+        let first = self.map.is_none();
+        let restart = self.lanes.values().map(|l| l.cursor).min().flatten();
+        let open: HashSet<&Arc<str>> = map.shards().iter().map(|s| &s.shard_id).collect();
+        let mut moved_records = Vec::new();
+        let mut moved_entries = Vec::new();
+        for lane in self.lanes.values_mut() {
+            if !open.contains(&lane.shard_id) {
+                lane.retired = true;
+                let (r, e) = lane.take_all();
+                moved_records.extend(r);
+                moved_entries.extend(e);
+            }
+        }
+        self.lanes.retain(|_, l| !l.retired || l.in_flight > 0);
+        for s in map.shards() {
+            self.lanes.entry(s.shard_id.clone()).or_insert_with(|| {
+                Lane::new(
+                    s.shard_id.clone(),
+                    self.config.limits,
+                    if first { None } else { restart },
+                )
+            });
+            self.metrics.shard(&s.shard_id);
+        }
+        moved_entries.sort_by_key(|(_, e)| e.id);
+        for (device, entry) in moved_entries {
+            if let Some(lane) = self.lanes.get_mut(map.shard_of(&device)) {
+                lane.push_entry(device, entry);
+            }
+        }
+        self.map = Some(map.clone());
+        self.reroute(moved_records);
+        self.metrics.open_shards.set(map.len() as i64);
+        self.metrics.shard_map_changes.inc();
+        self.poll_due = self.now;
+        tracing::info!(
+            open_shards = map.len(),
+            stream = %self.config.stream,
+            "Shard map {}.",
+            if first { "loaded" } else { "changed" }
+        );
+    }
+
+    /// Puts failed records back at the front of the lane each device maps to now.
+    fn reroute(&mut self, records: Vec<OutRecord>) {
+        let Some(map) = self.map.clone() else {
+            return;
+        };
+        let mut by_lane: HashMap<Arc<str>, Vec<OutRecord>> = HashMap::new();
+        for r in records {
+            by_lane
+                .entry(map.shard_of(&r.device).clone())
+                .or_default()
+                .push(r);
+        }
+        for (shard, records) in by_lane {
+            if let Some(lane) = self.lanes.get_mut(&shard) {
+                lane.push_retry_front(records);
+            }
+        }
+    }
+
+    fn on_put(
+        &mut self,
+        id: u64,
+        records: Vec<OutRecord>,
+        result: Result<Vec<PutResult>, ApiError>,
+        done: Instant,
+    ) {
+        let Some(request) = self.requests.remove(&id) else {
+            return;
+        };
+        let label = self.metrics.shard(&request.lane);
+        let mut failed = Vec::new();
+        match result {
+            Ok(results) => {
+                self.metrics.reached();
+                let mut refused = (0, 0);
+                let mut throttled = false;
+                let mut record_errors = false;
+                for (mut record, result) in records.into_iter().zip(results) {
+                    match result {
+                        PutResult::Accepted { shard_id } => {
+                            let to = self.metrics.shard(&shard_id);
+                            if *shard_id != *request.lane {
+                                self.metrics.shard_mispredictions.inc();
+                                self.refresh_soon();
+                            }
+                            self.metrics.records_sent.get_or_create(&to).inc();
+                            self.metrics
+                                .readings_sent
+                                .get_or_create(&to)
+                                .inc_by(record.readings);
+                            self.metrics
+                                .bytes_sent
+                                .get_or_create(&to)
+                                .inc_by(record.kinesis_bytes());
+                            self.accepted.extend_from_slice(&record.ids);
+                        }
+                        PutResult::Failed { code, message } => {
+                            refused.0 += 1;
+                            refused.1 += record.kinesis_bytes();
+                            if code == THROTTLED {
+                                throttled = true;
+                                self.metrics.throttled_records.get_or_create(&label).inc();
+                            } else {
+                                record_errors = true;
+                                tracing::debug!(code, message, "Kinesis refused a record.");
+                            }
+                            self.metrics.retried_records.get_or_create(&label).inc();
+                            record.attempts += 1;
+                            failed.push(record);
+                        }
+                    }
+                }
+                if let Some(lane) = self.lanes.get_mut(&request.lane) {
+                    lane.bucket.complete(request.ticket, done, refused);
+                    lane.backoff = Duration::ZERO;
+                    if throttled {
+                        lane.bucket.throttled(done);
+                    }
+                    if record_errors {
+                        // InternalFailure: a short pause for this shard only.
+                        lane.backoff_until = Some(self.now + jitter(self.config.retry_min));
+                    }
+                }
+            }
+            Err(e) => {
+                let n = records.len() as u64;
+                self.metrics.retried_records.get_or_create(&label).inc_by(n);
+                let (min, max) = (self.config.retry_min, self.config.retry_max);
+                if let Some(lane) = self.lanes.get_mut(&request.lane) {
+                    let refund = if e.kind.maybe_written() {
+                        (0, 0)
+                    } else {
+                        (n, records.iter().map(OutRecord::kinesis_bytes).sum())
+                    };
+                    lane.bucket.complete(request.ticket, done, refund);
+                    if e.kind == ApiErrorKind::Throttled {
+                        lane.bucket.throttled(done);
+                    }
+                    lane.backoff = (lane.backoff * 2).clamp(min, max);
+                    lane.backoff_until = Some(self.now + jitter(lane.backoff));
+                }
+                if e.kind == ApiErrorKind::NotFound {
+                    // The stream may have been recreated: list its shards again.
+                    self.refresh_soon();
+                }
+                self.call_failed(&e, "PutRecords");
+                failed = records
+                    .into_iter()
+                    .map(|mut r| {
+                        r.attempts += 1;
+                        r
+                    })
+                    .collect();
+            }
+        }
+        if let Some(lane) = self.lanes.get_mut(&request.lane) {
+            lane.in_flight -= 1;
+            lane.in_flight_records -= request.records;
+            if lane.retired && lane.in_flight == 0 {
+                self.lanes.remove(&request.lane);
+                self.metrics.in_flight_records.get_or_create(&label).set(0);
+                self.metrics.lag_seconds.get_or_create(&label).set(0.0);
+            }
+        }
+        self.reroute(failed);
+    }
+
+    fn refresh_soon(&mut self) {
+        let recent = self
+            .last_misprediction_refresh
+            .is_some_and(|t| self.now.duration_since(t) < MISPREDICTION_REFRESH_GAP);
+        if !recent {
+            self.last_misprediction_refresh = Some(self.now);
+            self.refresh_due = self.refresh_due.min(self.now);
+        }
+    }
+
+    fn call_failed(&mut self, e: &ApiError, call: &str) {
+        self.metrics.failed(e.kind.label(), &e.message);
+        let quiet = self
+            .last_warn
+            .is_some_and(|t| self.now.duration_since(t) < WARN_EVERY);
+        if !quiet {
+            self.last_warn = Some(self.now);
+            let failing = self.metrics.failing_for().unwrap_or_default();
+            if failing >= self.config.unhealthy_after {
+                tracing::error!(call, kind = e.kind.label(), failing_secs = failing.as_secs(), error = %e.message,
+                    "Kinesis keeps failing: forwarding is stopped, readings stay buffered.");
+            } else {
+                tracing::warn!(call, kind = e.kind.label(), error = %e.message, "Kinesis call failed; retrying with backoff.");
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let now = now_ms();
+        let mut in_flight_oldest: HashMap<&Arc<str>, i64> = HashMap::new();
+        for r in self.requests.values() {
+            let e = in_flight_oldest.entry(&r.lane).or_insert(i64::MAX);
+            *e = (*e).min(r.oldest_received_ms);
+        }
+        for lane in self.lanes.values() {
+            let label = self.metrics.shard(&lane.shard_id);
+            let oldest = lane
+                .oldest_waiting_ms()
+                .into_iter()
+                .chain(in_flight_oldest.get(&lane.shard_id).copied())
+                .min();
+            let lag = oldest.map_or(0.0, |t| ((now - t) as f64 / 1000.0).max(0.0));
+            self.metrics.lag_seconds.get_or_create(&label).set(lag);
+            self.metrics
+                .in_flight_records
+                .get_or_create(&label)
+                .set(lane.in_flight_records as i64);
+            self.metrics
+                .queued_bytes
+                .get_or_create(&label)
+                .set(lane.queued_bytes() as i64);
+        }
+    }
+
+    /// Waits (bounded) for calls in flight, then deletes what was accepted.
+    async fn shutdown(mut self, rx: &mut mpsc::UnboundedReceiver<Event>) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while !self.requests.is_empty() || self.delete_running {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => {
+                    self.now = Instant::now();
+                    self.handle(e);
+                }
+                _ => break,
+            }
+        }
+        if !self.accepted.is_empty() && !self.delete_running {
+            let ids = std::mem::take(&mut self.accepted);
+            let writer = self.writer.clone();
+            let n = ids.len();
+            match tokio::time::timeout_at(
+                deadline,
+                tokio::task::spawn_blocking(move || writer.delete(ids)),
+            )
+            .await
+            {
+                Ok(Ok(Ok(_))) => {}
+                _ => tracing::warn!(
+                    entries = n,
+                    "Could not delete the last delivered entries; they will be sent again (duplicates)."
+                ),
+            }
+        }
+        tracing::info!("Forwarder stopped.");
+    }
+}
+
+/// Builds the SDK client and spawns the forwarder; the task ends after `shutdown` (see
+/// [`run`]). Fails only on configuration problems (no region).
+pub async fn start(
+    config: ValidForwardConfig,
+    buffer: Buffer,
+    writer: WriterHandle,
+    metrics: ForwardMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, super::error::StartError> {
+    let api = Arc::new(super::kinesis::SdkKinesis::new(&config).await?);
+    tracing::info!(
+        stream = %config.stream,
+        format = ?config.record_format,
+        "Forwarding to Kinesis."
+    );
+    Ok(tokio::spawn(run(
+        config, api, buffer, writer, metrics, shutdown,
+    )))
+}

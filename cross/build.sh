@@ -9,8 +9,10 @@
 #   bash cross/build.sh --no-devsim      # the gateway only
 #
 # Outputs (CARGO_TARGET_DIR defaults to /var/cache/iot-gateway/target, as in tests/run-all):
-#   $CARGO_TARGET_DIR/<target>/dist/{gateway,devsim}       stripped, profile `dist`
+#   $CARGO_TARGET_DIR/dist/<target>/{gateway,devsim}       stripped copies (what is shipped)
 #   $CARGO_TARGET_DIR/deb/telemetry-gateway_<v>-1_<arch>.deb
+# Built with the release profile, as the host binaries of tests/run-all, so the host side of the
+# build (build scripts, proc macros) is shared with it and built once.
 # The linker settings live in cross/cargo-config.toml, passed with `cargo --config`, so plain
 # host builds never see them.
 set -euo pipefail
@@ -31,7 +33,7 @@ while (($#)); do
       shift 2 ;;
     --no-deb) deb=no; shift ;;
     --no-devsim) devsim=no; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "cross/build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,14 +46,26 @@ packages=(-p gateway)
 debs=()
 for target in "${targets[@]}"; do
   started=$(date +%s)
-  cargo --config "$root/cross/cargo-config.toml" build --locked --profile dist \
+  cargo --config "$root/cross/cargo-config.toml" build --locked --release \
     --target "$target" "${packages[@]}"
+  dist="$CARGO_TARGET_DIR/dist/$target"
+  mkdir -p "$dist"
+  case "$target" in
+    aarch64-*) strip_tool=aarch64-linux-gnu-strip ;;
+    armv7-*) strip_tool=arm-linux-gnueabihf-strip ;;
+    *) echo "cross/build.sh: no strip tool known for $target" >&2; exit 2 ;;
+  esac
+  for bin in gateway devsim; do
+    [ $bin = devsim ] && [ $devsim = no ] && continue
+    "$strip_tool" -o "$dist/$bin.tmp" "$CARGO_TARGET_DIR/$target/release/$bin"
+    mv "$dist/$bin.tmp" "$dist/$bin"
+  done
   echo "cross/build.sh: $target built in $(($(date +%s) - started)) s:"
-  ls -l "$CARGO_TARGET_DIR/$target/dist/gateway"
+  ls -l "$dist"/*
   if [ $deb = yes ]; then
     started=$(date +%s)
     debs+=("$(bash "$root/cross/package-deb.sh" "$target" \
-      "$CARGO_TARGET_DIR/$target/dist/gateway" "$CARGO_TARGET_DIR/deb")")
+      "$dist/gateway" "$CARGO_TARGET_DIR/deb")")
     echo "cross/build.sh: ${debs[-1]} packaged in $(($(date +%s) - started)) s"
   fi
 done

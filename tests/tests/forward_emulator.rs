@@ -126,6 +126,13 @@ fn forward_resends_only_throttled_records_and_loses_nothing() {
         0.0,
         "every record landed in the shard its MD5 predicted"
     );
+    // Online, readings went to Kinesis as the buffer admitted them, not after their commit.
+    assert!(
+        gw.metric("gateway_forward_fresh_entries_total")
+            .expect("metric")
+            > 0.0,
+        "no entry came through the fresh feed"
+    );
     // A clean stop (SIGTERM) with the forwarder running.
     let mut gw = gw;
     let status = gw.terminate(Duration::from_secs(30)).expect("exits");

@@ -6,10 +6,12 @@
 //! - [`commit_policy`]: when to commit (latency vs SD-card wear).
 //! - [`writer`]: the single writer thread (group commit, capacity, checkpoints, acks).
 //! - [`store`]: open, recovery and reads.
+//! - [`fresh`]: admitted entries handed to the forwarder ahead of their commit.
 
 pub mod commit_policy;
 pub mod config;
 pub mod error;
+pub mod fresh;
 pub mod layout;
 pub mod metrics;
 pub mod sequencer;
@@ -18,6 +20,7 @@ pub mod writer;
 
 pub use config::{BufferConfig, FullPolicy, RetentionAction, ValidBufferConfig};
 pub use error::{OpenError, ReadError, WriteError};
+pub use fresh::FreshEntry;
 pub use layout::{BatchRecord, RecordReading};
 pub use metrics::BufferMetrics;
 pub use store::{Buffer, BufferStats, Recovered};

@@ -2,6 +2,7 @@
 //! All writes go through the single writer thread ([`super::writer`]).
 
 use super::error::{OpenError, ReadError};
+use super::fresh::{FreshEntry, FreshFeed};
 use super::layout::{
     BatchRecord, DEVICES, DeviceState, LAYOUT_VERSION, LOG, META, META_BUFFERED_BYTES,
     META_BUFFERED_READINGS, META_CHECKPOINT_LOG_ID, META_LAYOUT_VERSION, RecordHeader,
@@ -10,6 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
 
 /// Handle to the buffer file, shared by all stages. Cheap to clone.
 #[derive(Clone)]
@@ -21,6 +23,8 @@ struct Shared {
     path: PathBuf,
     /// `None` while the writer reopens the file after an I/O error.
     db: RwLock<Option<Arc<Database>>>,
+    /// Admitted entries for the forwarder, ahead of their commit.
+    fresh: FreshFeed,
 }
 
 impl std::fmt::Debug for Buffer {
@@ -90,7 +94,9 @@ impl Buffer {
         let shared = Shared {
             path: path.to_owned(),
             db: RwLock::new(Some(Arc::new(db))),
+            fresh: FreshFeed::default(),
         };
+        shared.fresh.set_committed_end(recovered.next_log_id);
         Ok((
             Self {
                 shared: Arc::new(shared),
@@ -131,6 +137,21 @@ impl Buffer {
         let mut slot = self.shared.db.write().unwrap_or_else(|p| p.into_inner());
         *slot = Some(Arc::new(db));
         Ok(recovered)
+    }
+
+    /// Subscribes to entries as the writer admits them, before they commit (see
+    /// [`super::fresh`]). One subscriber at a time; a new one replaces the old.
+    pub fn subscribe_fresh(&self, capacity: usize) -> mpsc::Receiver<FreshEntry> {
+        self.shared.fresh.subscribe(capacity)
+    }
+
+    /// Every log id below this is committed or will never exist.
+    pub fn committed_end(&self) -> u64 {
+        self.shared.fresh.committed_end()
+    }
+
+    pub(crate) fn fresh(&self) -> &FreshFeed {
+        &self.shared.fresh
     }
 
     /// Committed totals.

@@ -15,6 +15,7 @@
 use super::commit_policy::{CommitPolicy, RateEstimator};
 use super::config::{FullPolicy, RetentionAction, ValidBufferConfig};
 use super::error::WriteError;
+use super::fresh::FreshEntry;
 use super::layout::{
     BatchRecord, DEVICES, DeviceState, LOG, META, META_BUFFERED_BYTES, META_BUFFERED_READINGS,
     META_CHECKPOINT_LOG_ID, RecordHeader, RecordReading,
@@ -226,10 +227,18 @@ struct Writer {
 /// A delete request and where to report its outcome.
 type DeleteRequest = (Vec<u64>, Option<Sender<Result<u64, String>>>);
 
-/// The group being collected.
-#[derive(Default)]
+/// The group being collected. Batches are admitted as they arrive (dedupe, capacity, log id,
+/// encoding) into `pending`, so the forwarder can have them at once (see [`super::fresh`]);
+/// the transaction then only writes what was decided.
 struct Group {
-    appends: Vec<IncomingBatch>,
+    /// Admission results so far: states, acks, counters, ids, totals.
+    pending: Outcome,
+    /// Log entries to insert, in id order.
+    records: Vec<(u64, Vec<u8>)>,
+    /// Batches admitted (duplicates included: they are re-acked after the commit).
+    appends: usize,
+    /// Readings in `records`.
+    readings: u64,
     deletes: Vec<DeleteRequest>,
     bytes: u64,
     oldest: Option<Instant>,
@@ -238,22 +247,7 @@ struct Group {
 
 impl Group {
     fn is_empty(&self) -> bool {
-        self.appends.is_empty() && self.deletes.is_empty()
-    }
-
-    fn add(&mut self, command: Command) {
-        match command {
-            Command::Append(batch) => {
-                self.bytes += 36 + batch.device.len() as u64 + 14 * batch.readings.len() as u64;
-                self.oldest.get_or_insert(batch.arrived);
-                self.newest = Some(batch.arrived);
-                self.appends.push(batch);
-            }
-            Command::Delete { ids, done } => {
-                self.oldest.get_or_insert_with(Instant::now);
-                self.deletes.push((ids, done));
-            }
-        }
+        self.appends == 0 && self.deletes.is_empty()
     }
 }
 
@@ -326,7 +320,8 @@ impl Writer {
             HashSet::new()
         };
         self.states = r.states;
-        self.next_log_id = r.next_log_id;
+        // Never below ids already handed out (a failed group burns its ids).
+        self.next_log_id = self.next_log_id.max(r.next_log_id);
         self.checkpoint_log_id = r.checkpoint_log_id;
         self.buffered_readings = r.buffered_readings;
         self.buffered_bytes = r.buffered_bytes;
@@ -348,10 +343,10 @@ impl Writer {
     fn run(&mut self, rx: &Receiver<Command>, backfill: Option<&Receiver<Command>>) {
         let mut disconnected = false;
         while !disconnected {
-            let mut group = Group::default();
+            let mut group = self.new_group();
             // Deletes from the backfill thread join the group (checked at least every second).
             for c in backfill.into_iter().flat_map(Receiver::try_iter) {
-                group.add(c);
+                self.add(&mut group, c);
             }
             let wait = if group.is_empty() {
                 self.idle_wait()
@@ -360,7 +355,7 @@ impl Writer {
             };
             // Wait for work, waking up for checkpoints and retries.
             match rx.recv_timeout(wait) {
-                Ok(c) => group.add(c),
+                Ok(c) => self.add(&mut group, c),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
@@ -377,7 +372,7 @@ impl Writer {
                 // A timeout only means "decide again": the group may have become old enough
                 // to be judged on its own rate.
                 match rx.recv_timeout(self.policy.recheck_in(load, age)) {
-                    Ok(c) => group.add(c),
+                    Ok(c) => self.add(&mut group, c),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => disconnected = true,
                 }
@@ -397,6 +392,41 @@ impl Writer {
                 self.commit_group(group, checkpoint_due);
             }
             self.publish_gauges();
+        }
+    }
+
+    fn new_group(&self) -> Group {
+        Group {
+            pending: Outcome {
+                next_log_id: self.next_log_id,
+                buffered_readings: self.buffered_readings,
+                buffered_bytes: self.buffered_bytes,
+                oldest_received_ms: self.oldest_received_ms,
+                ..Outcome::default()
+            },
+            records: Vec::new(),
+            appends: 0,
+            readings: 0,
+            deletes: Vec::new(),
+            bytes: 0,
+            oldest: None,
+            newest: None,
+        }
+    }
+
+    fn add(&mut self, group: &mut Group, command: Command) {
+        match command {
+            Command::Append(batch) => {
+                group.bytes += 36 + batch.device.len() as u64 + 14 * batch.readings.len() as u64;
+                group.oldest.get_or_insert(batch.arrived);
+                group.newest = Some(batch.arrived);
+                group.appends += 1;
+                self.admit(group, &batch);
+            }
+            Command::Delete { ids, done } => {
+                group.oldest.get_or_insert_with(Instant::now);
+                group.deletes.push((ids, done));
+            }
         }
     }
 
@@ -424,9 +454,13 @@ impl Writer {
             .max(Duration::from_millis(1))
     }
 
-    fn commit_group(&mut self, group: Group, checkpoint_due: bool) {
+    fn commit_group(&mut self, mut group: Group, checkpoint_due: bool) {
+        // The group's ids are spent whether or not it commits: an id the forwarder may hold
+        // must never name a different entry later.
+        let reserved_end = group.pending.next_log_id;
         if let Some((retry_at, backoff)) = self.broken {
             if Instant::now() < retry_at {
+                self.burn_ids(reserved_end);
                 self.refuse(group, "buffer not writable");
                 return;
             }
@@ -435,14 +469,16 @@ impl Writer {
                 Err(e) => {
                     tracing::error!(error = %e, "Buffer reopen failed; readings are not acknowledged.");
                     self.broken = Some((Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
+                    self.burn_ids(reserved_end);
                     self.refuse(group, "buffer reopen failed");
                     return;
                 }
             }
         }
         let started = Instant::now();
-        let count: u64 = group.appends.iter().map(|b| b.readings.len() as u64).sum();
-        match self.write(&group, checkpoint_due) {
+        let count = group.readings;
+        let pending = std::mem::take(&mut group.pending);
+        match self.write(&group, pending, checkpoint_due) {
             Ok(outcome) => {
                 if self.broken.take().is_some() {
                     tracing::info!("Buffer is writable again.");
@@ -465,9 +501,16 @@ impl Writer {
                     tracing::error!(error = %e, "Buffer commit failed: readings are not acknowledged. Retrying.");
                 }
                 self.broken = Some((Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
+                self.burn_ids(reserved_end);
                 self.refuse(group, "commit failed");
             }
         }
+    }
+
+    /// Skips the ids of a group that did not commit (they will never exist).
+    fn burn_ids(&mut self, reserved_end: u64) {
+        self.next_log_id = self.next_log_id.max(reserved_end);
+        self.buffer.fresh().set_committed_end(self.next_log_id);
     }
 
     /// Answers a group that could not be committed: no acks, deletes report failure.
@@ -479,25 +522,24 @@ impl Writer {
         }
     }
 
-    /// Runs one write transaction; memory is untouched until it returns Ok.
-    fn write(&mut self, group: &Group, checkpoint_due: bool) -> Result<Outcome, WriteError> {
+    /// Runs one write transaction for the admitted group (`o`); memory is untouched until it
+    /// returns Ok.
+    fn write(
+        &mut self,
+        group: &Group,
+        mut o: Outcome,
+        checkpoint_due: bool,
+    ) -> Result<Outcome, WriteError> {
         let db = self
             .buffer
             .db()
             .map_err(|_| WriteError::from(redb::StorageError::PreviousIo))?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        let mut o = Outcome {
-            next_log_id: self.next_log_id,
-            buffered_readings: self.buffered_readings,
-            buffered_bytes: self.buffered_bytes,
-            oldest_received_ms: self.oldest_received_ms,
-            ..Outcome::default()
-        };
         {
             let mut log = txn.open_table(LOG)?;
-            for batch in &group.appends {
-                self.append(&mut log, batch, &mut o)?;
+            for (id, bytes) in &group.records {
+                log.insert(*id, bytes.as_slice())?;
             }
             for (ids, _) in &group.deletes {
                 let mut readings = 0;
@@ -582,13 +624,9 @@ impl Writer {
         }
     }
 
-    /// Admits one batch inside the transaction.
-    fn append(
-        &mut self,
-        log: &mut redb::Table<'_, u64, &[u8]>,
-        batch: &IncomingBatch,
-        o: &mut Outcome,
-    ) -> Result<(), WriteError> {
+    /// Admits one batch into the group: dedupe, capacity, log id. Nothing is written yet.
+    fn admit(&mut self, group: &mut Group, batch: &IncomingBatch) {
+        let o = &mut group.pending;
         let current = o
             .states
             .get(&batch.device)
@@ -628,10 +666,24 @@ impl Writer {
                     ..DeviceState::default()
                 });
                 if current.is_none() {
-                    return Ok(());
+                    return;
                 }
             } else {
-                log.insert(o.next_log_id, self.record_buf.as_slice())?;
+                let id = o.next_log_id;
+                group.records.push((id, self.record_buf.clone()));
+                group.readings += u64::from(decision.store_count);
+                let fresh = self.buffer.fresh();
+                if self.broken.is_some() {
+                    // Not writable: the group will be refused; do not deliver it ahead.
+                    fresh.skipped();
+                } else if fresh.has_subscriber() {
+                    fresh.publish(FreshEntry {
+                        id,
+                        stored_bytes: len,
+                        record,
+                        after_gap: false,
+                    });
+                }
                 o.next_log_id += 1;
                 o.stored += u64::from(decision.store_count);
                 o.buffered_readings += u64::from(decision.store_count);
@@ -654,7 +706,6 @@ impl Writer {
             }
             o.states.insert(batch.device.clone(), next);
         }
-        Ok(())
     }
 
     /// Applies a committed outcome to memory, metrics and acks.
@@ -669,6 +720,7 @@ impl Writer {
             self.last_checkpoint = Instant::now();
         }
         self.next_log_id = o.next_log_id;
+        self.buffer.fresh().set_committed_end(self.next_log_id);
         self.buffered_readings = o.buffered_readings;
         self.buffered_bytes = o.buffered_bytes;
         self.oldest_received_ms = o.oldest_received_ms;

@@ -14,9 +14,13 @@
 //!   (except after a crash before their delete: at least once).
 //! - Only the lane whose call failed backs off; a throttled lane is slowed by its bucket, not
 //!   paused.
+//! - A lane that has read the log up to the buffer's `committed_end` takes new entries from
+//!   the fresh window ([`super::fresh`]) as the writer admits them, in id order, so it need not
+//!   wait for their commit; a lane further behind (a backlog, a full read-ahead) reads the log.
 
 use super::config::ValidForwardConfig;
 use super::error::{ApiError, ApiErrorKind};
+use super::fresh::FreshWindow;
 use super::kinesis::{KinesisApi, PutResult, THROTTLED};
 use super::lane::Lane;
 use super::metrics::ForwardMetrics;
@@ -44,6 +48,12 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits for calls in flight and the last delete.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// Entries queued between the buffer writer and this loop (more: a gap, the scan catches up).
+const FRESH_QUEUE: usize = 4096;
+/// Bytes (as stored) of admitted entries kept for lanes that have not passed them yet. A
+/// caught-up lane needs only the entries after `committed_end`, at most one commit group
+/// (`buffer.commit_bytes`, 256 KiB by default); a lane further behind reads the log anyway.
+const FRESH_WINDOW_BYTES: u64 = 1 << 20;
 
 /// What the spawned tasks report.
 #[derive(Debug)]
@@ -85,6 +95,7 @@ pub async fn run(
         config.unhealthy_after.as_secs_f64(),
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut fresh_rx = buffer.subscribe_fresh(FRESH_QUEUE);
     let mut f = Forwarder {
         now: Instant::now(),
         config,
@@ -111,6 +122,7 @@ pub async fn run(
         scan_blocked_until: Instant::now(),
         next_gauges: Instant::now(),
         last_warn: None,
+        window: FreshWindow::new(FRESH_WINDOW_BYTES),
     };
     tokio::pin!(shutdown);
     loop {
@@ -125,11 +137,15 @@ pub async fn run(
                     f.handle(e);
                 }
             }
+            Some(entry) = fresh_rx.recv() => f.window.push(entry),
             () = tokio::time::sleep_until(wake.into()) => {}
         }
         while let Ok(e) = rx.try_recv() {
             f.now = Instant::now();
             f.handle(e);
+        }
+        while let Ok(entry) = fresh_rx.try_recv() {
+            f.window.push(entry);
         }
     }
     f.shutdown(&mut rx).await;
@@ -167,6 +183,8 @@ struct Forwarder {
     scan_blocked_until: Instant,
     next_gauges: Instant,
     last_warn: Option<Instant>,
+    /// Entries admitted by the writer, not yet passed by every lane.
+    window: FreshWindow,
 }
 
 fn now_ms() -> i64 {
@@ -193,6 +211,7 @@ impl Forwarder {
         }
         if self.map.is_some() {
             self.scan_if_needed().await;
+            self.take_fresh();
             self.send_ready();
         }
         if !self.delete_running && !self.accepted.is_empty() && self.now >= self.next_delete {
@@ -333,6 +352,60 @@ impl Forwarder {
         });
         if caught_up {
             self.poll_due = self.now + self.config.poll_interval;
+        }
+    }
+
+    /// Hands each lane that has read the log to its end the new entries of its shard from the
+    /// fresh window, in id order, while it has room; then forgets what every lane passed.
+    fn take_fresh(&mut self) {
+        let Some(map) = self.map.clone() else {
+            return;
+        };
+        let budget = self.config.queue_bytes_per_shard;
+        let claimed = self.claimed.clone();
+        let mut claimed = claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        for (i, shard) in map.shards().iter().enumerate() {
+            let Some(lane) = self.lanes.get_mut(&shard.shard_id) else {
+                continue;
+            };
+            if lane.retired || !lane.hungry(budget) || !self.window.covers(lane.cursor) {
+                continue;
+            }
+            let mut room = budget.saturating_sub(lane.queued_bytes());
+            let mut took = false;
+            for (&id, entry) in self.window.after(lane.cursor) {
+                if map.index_of(&entry.record.device) == i && !claimed.contains(&id) {
+                    if took && room < entry.stored_bytes {
+                        // Full: the rest waits here (or for the scan) with the cursor before it.
+                        break;
+                    }
+                    room = room.saturating_sub(entry.stored_bytes);
+                    took = true;
+                    taken.push((i, id));
+                }
+                lane.cursor = Some(id);
+            }
+        }
+        for (i, id) in taken {
+            let Some(entry) = self.window.take(id) else {
+                continue;
+            };
+            if let Some(lane) = self.lanes.get_mut(&map.shards()[i].shard_id) {
+                claimed.insert(id);
+                self.metrics.fresh_entries.inc();
+                let device: Arc<str> = Arc::from(entry.record.device.as_str());
+                lane.push_entry(device, entry);
+            }
+        }
+        let passed = map
+            .shards()
+            .iter()
+            .map(|s| self.lanes.get(&s.shard_id).and_then(|l| l.cursor))
+            .min()
+            .flatten();
+        if let Some(passed) = passed {
+            self.window.prune_through(passed);
         }
     }
 

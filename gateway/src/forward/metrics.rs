@@ -73,6 +73,9 @@ pub struct ForwardMetrics {
     pub put_seconds: Histogram,
     /// Buffer entries that do not decode (skipped, left in the buffer).
     pub corrupt_entries: Counter,
+    /// Buffer entries taken as the writer admitted them, ahead of their commit (the rest were
+    /// read from the log).
+    pub fresh_entries: Counter,
     status: Arc<Mutex<Status>>,
 }
 
@@ -131,6 +134,7 @@ impl ForwardMetrics {
             up: Gauge::default(),
             put_seconds: Histogram::new(exponential_buckets(0.002, 2.0, 14)),
             corrupt_entries: Counter::default(),
+            fresh_entries: Counter::default(),
             status: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway_forward");
@@ -204,6 +208,11 @@ impl ForwardMetrics {
             "corrupt_entries",
             "Buffer entries that do not decode (left in the buffer)",
             m.corrupt_entries.clone(),
+        );
+        r.register(
+            "fresh_entries",
+            "Buffer entries taken as the writer admitted them, ahead of their commit",
+            m.fresh_entries.clone(),
         );
         m
     }

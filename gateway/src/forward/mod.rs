@@ -7,6 +7,7 @@
 //! - [`bucket`]: per-shard records/bytes bucket over an exact 1-second window.
 //! - [`lane`]: per-shard queues (read-ahead, retries, backoff).
 //! - [`scan`]: one pass over the log serving every hungry shard from its own cursor.
+//! - [`fresh`]: entries the writer admitted, for lanes that have read the whole log.
 //! - [`kinesis`]: the Kinesis calls behind a trait, and the SDK implementation.
 //! - [`forwarder`]: the loop that ties them together, and the delivery invariants.
 //! - [`metrics`], [`error`].
@@ -15,6 +16,7 @@ pub mod bucket;
 pub mod config;
 pub mod error;
 pub mod forwarder;
+pub mod fresh;
 pub mod kinesis;
 pub mod lane;
 pub mod metrics;

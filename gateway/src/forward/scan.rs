@@ -60,6 +60,8 @@ pub fn scan(
     else {
         return Ok(out);
     };
+    // Read before the snapshot: every id below it is in the snapshot or will never exist.
+    let committed_end = buffer.committed_end();
     let db = buffer.db()?;
     let txn = db.begin_read()?;
     let log = txn.open_table(LOG)?;
@@ -70,7 +72,9 @@ pub fn scan(
     let mut took: Vec<bool> = vec![false; lanes.len()];
     let mut open_count = open.iter().filter(|&&o| o).count();
     let mut last = None;
+    let mut read = 0;
     for item in log.range(start..)?.take(max_entries) {
+        read += 1;
         let (k, v) = item?;
         let (id, bytes) = (k.value(), v.value());
         last = Some(id);
@@ -109,11 +113,17 @@ pub fn scan(
             },
         ));
     }
-    // Lanes still open read everything up to the last entry scanned.
-    if let Some(last) = last {
+    // Lanes still open read everything up to the last entry scanned; when the pass reached
+    // the end of the log, everything below `committed_end` (so the fresh feed can take over).
+    let reached_end = open_count > 0 && read < max_entries;
+    let seen = match (last, committed_end.checked_sub(1).filter(|_| reached_end)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(seen) = seen {
         for (i, l) in lanes.iter().enumerate() {
-            if l.hungry && open[i] && out.cursors[i].is_none_or(|c| c < last) {
-                out.cursors[i] = Some(last);
+            if l.hungry && open[i] && out.cursors[i].is_none_or(|c| c < seen) {
+                out.cursors[i] = Some(seen);
             }
         }
     }

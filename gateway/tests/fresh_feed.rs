@@ -1,0 +1,239 @@
+//! The fresh feed (gateway/src/buffer/fresh.rs): the writer hands each admitted entry to the
+//! forwarder before its group commits, while acks still wait for the commit, and a delete that
+//! lands in the same group as the append leaves a buffer that still knows what it acked.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
+use gateway::buffer::{
+    AckOut, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, ValidBufferConfig,
+    WriterHandle, writer,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Commits at low load are this far apart: long enough to see the feed run ahead of them.
+const SLOW_COMMIT_MS: u64 = 1500;
+
+fn config(dir: &Path) -> ValidBufferConfig {
+    BufferConfig {
+        data_dir: dir.to_owned(),
+        min_commit_interval_ms: SLOW_COMMIT_MS,
+        max_commit_delay_ms: SLOW_COMMIT_MS,
+        ..BufferConfig::default()
+    }
+    .validate()
+    .expect("valid")
+}
+
+struct Running {
+    buffer: Buffer,
+    writer: WriterHandle,
+    thread: std::thread::JoinHandle<()>,
+    acks: crossbeam_channel::Receiver<Vec<AckOut>>,
+}
+
+fn start(dir: &Path) -> Running {
+    let config = config(dir);
+    let (buffer, recovered) = Buffer::open(&config.path).expect("opens");
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = BufferMetrics::register(&mut registry);
+    let (tx, acks) = crossbeam_channel::unbounded();
+    let (writer, thread) =
+        writer::spawn(buffer.clone(), recovered, config, metrics, tx).expect("writer");
+    Running {
+        buffer,
+        writer,
+        thread,
+        acks,
+    }
+}
+
+impl Running {
+    fn stop(self) {
+        drop(self.writer);
+        self.thread.join().expect("writer exits cleanly");
+    }
+}
+
+fn batch(device: &str, first_seq: u32, count: u32) -> IncomingBatch {
+    IncomingBatch {
+        device: device.into(),
+        boot: 1,
+        first_seq,
+        held_from: first_seq,
+        received_ms: 1_700_000_000_000,
+        utc_offset_ms: 0,
+        readings: (0..count)
+            .map(|i| RecordReading {
+                t_ms: u64::from(first_seq + i) * 1000,
+                channel: 0,
+                kind: 1,
+                value: 20.0 + i as f32,
+            })
+            .collect(),
+        arrived: Instant::now(),
+    }
+}
+
+#[test]
+fn entries_reach_the_feed_before_their_commit_and_acks_wait_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(dir.path());
+    let mut feed = gw.buffer.subscribe_fresh(64);
+    let end_before = gw.buffer.committed_end();
+
+    let sent = Instant::now();
+    gw.writer
+        .append(batch("dev-a", 0, 5))
+        .expect("writer alive");
+    gw.writer
+        .append(batch("dev-b", 0, 3))
+        .expect("writer alive");
+    let mut fed = Vec::new();
+    while fed.len() < 2 {
+        match feed.try_recv() {
+            Ok(e) => fed.push(e),
+            Err(_) => {
+                assert!(sent.elapsed() < Duration::from_secs(1), "feed too slow");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    let fed_after = sent.elapsed();
+    assert!(
+        fed_after < Duration::from_millis(SLOW_COMMIT_MS / 2),
+        "fed after {fed_after:?}, long before the commit"
+    );
+    // Not committed yet: no ack, nothing readable, committed_end unchanged.
+    assert!(gw.acks.try_recv().is_err(), "ack before the commit");
+    assert!(gw.buffer.read_log(None, 10).expect("reads").is_empty());
+    assert_eq!(gw.buffer.committed_end(), end_before);
+    assert_eq!(
+        fed[0].id + 1,
+        fed[1].id,
+        "consecutive ids in admission order"
+    );
+    assert!(
+        fed[0].after_gap,
+        "the first entry a subscriber sees follows a gap"
+    );
+    assert!(!fed[1].after_gap);
+    assert_eq!(
+        (fed[0].record.device.as_str(), fed[0].record.readings.len()),
+        ("dev-a", 5)
+    );
+
+    // The commit: acks go out, and the log holds exactly what was fed, under the same ids.
+    let acks = gw.acks.recv_timeout(Duration::from_secs(5)).expect("acks");
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(SLOW_COMMIT_MS * 9 / 10),
+        "acked after {waited:?}, before the commit interval"
+    );
+    assert_eq!(acks.len(), 2);
+    let log = gw.buffer.read_log(None, 10).expect("reads");
+    let ids: Vec<u64> = log.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [fed[0].id, fed[1].id]);
+    assert_eq!(log[0].1, fed[0].record);
+    assert_eq!(log[1].1, fed[1].record);
+    assert!(gw.buffer.committed_end() > fed[1].id);
+
+    // A resend is a duplicate: admitted as nothing, so nothing is fed.
+    gw.writer
+        .append(batch("dev-a", 0, 5))
+        .expect("writer alive");
+    gw.acks
+        .recv_timeout(Duration::from_secs(5))
+        .expect("re-ack");
+    assert!(feed.try_recv().is_err(), "a duplicate was fed");
+    gw.stop();
+}
+
+#[test]
+fn a_delete_in_the_same_group_as_its_append_keeps_the_dedupe_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(dir.path());
+    let mut feed = gw.buffer.subscribe_fresh(64);
+    gw.writer
+        .append(batch("dev-a", 0, 4))
+        .expect("writer alive");
+    let sent = Instant::now();
+    let entry = loop {
+        if let Ok(e) = feed.try_recv() {
+            break e;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(1), "feed too slow");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // "Kinesis accepted it" before the commit: the delete joins the pending group.
+    let deleted = gw.writer.delete(vec![entry.id]).expect("commit");
+    assert_eq!(deleted, 4, "the readings count as delivered");
+    assert!(
+        sent.elapsed() < Duration::from_millis(SLOW_COMMIT_MS * 2),
+        "one commit for both"
+    );
+    let acks = gw.acks.recv_timeout(Duration::from_secs(5)).expect("ack");
+    assert_eq!(acks[0].through_seq, 3);
+    assert!(gw.buffer.read_log(None, 10).expect("reads").is_empty());
+    gw.stop();
+
+    // After a restart the gateway still knows seqs 0..=3 were taken: a resend is a duplicate.
+    let gw = start(dir.path());
+    let mut feed = gw.buffer.subscribe_fresh(64);
+    gw.writer
+        .append(batch("dev-a", 0, 4))
+        .expect("writer alive");
+    gw.writer
+        .append(batch("dev-a", 4, 2))
+        .expect("writer alive");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw
+        .acks
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("acks through seq 5")
+        .iter()
+        .any(|a| a.through_seq == 5)
+    {}
+    let log = gw.buffer.read_log(None, 10).expect("reads");
+    assert_eq!(log.len(), 1, "only the new readings are stored: {log:?}");
+    assert_eq!((log[0].1.first_seq, log[0].1.readings.len()), (4, 2));
+    let fed = feed.try_recv().expect("the new entry was fed");
+    assert!(
+        fed.id > entry.id,
+        "ids never go back: {} after {}",
+        fed.id,
+        entry.id
+    );
+    gw.stop();
+}
+
+#[test]
+fn a_full_feed_marks_a_gap_instead_of_blocking_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(dir.path());
+    let mut feed = gw.buffer.subscribe_fresh(2);
+    for seq in 0..5 {
+        gw.writer
+            .append(batch("dev-a", seq * 2, 2))
+            .expect("writer alive");
+    }
+    gw.acks.recv_timeout(Duration::from_secs(5)).expect("ack");
+    let mut got = Vec::new();
+    while let Ok(e) = feed.try_recv() {
+        got.push((e.id, e.after_gap));
+    }
+    assert_eq!(got.len(), 2, "the queue held two: {got:?}");
+    gw.writer
+        .append(batch("dev-a", 10, 2))
+        .expect("writer alive");
+    let sent = Instant::now();
+    let next = loop {
+        if let Ok(e) = feed.try_recv() {
+            break e;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(1), "feed too slow");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(next.after_gap, "entries were skipped before this one");
+    assert_eq!(next.id, got[0].0 + 5, "ids continue after the skipped ones");
+    gw.stop();
+}

@@ -20,6 +20,8 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     let mut registry = Registry::default();
     let buffer_metrics = BufferMetrics::register(&mut registry);
     let ingest_metrics = IngestMetrics::register(&mut registry);
+    // Backfill (retention_action = "backfill") exports through the same counters.
+    config.export.metrics.register(&mut registry);
     // Forwarder metrics exist only when forwarding is on (no misleading `up 0` otherwise).
     let forward_metrics = config
         .forward

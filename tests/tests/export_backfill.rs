@@ -68,6 +68,13 @@ fn old_readings_go_to_the_backfill_table_and_leave_the_buffer() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The backfill's counters are on /metrics.
+    assert_eq!(
+        gw.metric("gateway_export_readings_deleted_total")
+            .expect("export metrics registered"),
+        acked.len() as f64
+    );
+    assert!(gw.metric("gateway_export_files_total").expect("metric") >= 1.0);
     gw.terminate(Duration::from_secs(20)).expect("clean exit");
     let log = gw.log_text();
     assert!(

@@ -42,8 +42,8 @@ enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
-    /// Export buffered readings to Parquet or gzip JSON files for batch backfill
-    /// (a stopped gateway's buffer; see README "Export for backfill").
+    /// Export buffered readings to Parquet or gzip JSON files for batch backfill (through the
+    /// running gateway if it holds the buffer; see README "Export for backfill").
     Export(ExportArgs),
     /// Print the credentials-file line for a device's password.
     HashPassword {
@@ -58,7 +58,8 @@ enum Command {
 /// in the target directory, narrowed by `--from`, `--to` and `--device`.
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
-    /// Configuration file: buffer location and `[export]` settings.
+    /// Configuration file: buffer location and `[export]` settings (default:
+    /// /etc/telemetry-gateway/gateway.toml when it exists, else the built-in defaults).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// The gateway's data directory holding buffer.redb (overrides buffer.data_dir).
@@ -87,14 +88,17 @@ struct ExportArgs {
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
     use gateway::export::selection::parse_time;
-    let mut config = GatewayConfig::load(args.config.as_deref())?;
+    let path = args
+        .config
+        .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
+    let mut config = GatewayConfig::load(path.as_deref())?;
     if let Some(dir) = args.data_dir {
         config.buffer.data_dir = dir;
     }
     let config = config.validate()?;
     gateway::telemetry::logging::init(&config.telemetry);
     let time = |t: Option<String>| t.as_deref().map(parse_time).transpose();
-    let job = gateway::export::OfflineExport {
+    let job = gateway::export::CliExport {
         buffer: config.buffer,
         dir: args.out,
         format: args.format.unwrap_or(config.export.format),
@@ -113,7 +117,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let flag = stop.clone();
     let summary = runtime.block_on(async move {
-        let job = tokio::task::spawn_blocking(move || gateway::export::run_offline(&job, &flag));
+        let job = tokio::task::spawn_blocking(move || gateway::export::run_cli(&job, &flag));
         tokio::pin!(job);
         tokio::select! {
             done = &mut job => done,

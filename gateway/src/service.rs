@@ -50,6 +50,27 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     )
     .context("cannot start the buffer writer")?;
 
+    // `gateway export` while running: reads and deletes through this socket (export/live.rs).
+    let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control = match crate::export::live::bind(buffer.path()) {
+        Ok((listener, path)) => {
+            tracing::info!(socket = %path.display(), "Export control socket ready.");
+            Some(tokio::spawn(crate::export::live::serve(
+                listener,
+                path,
+                buffer.clone(),
+                writer.clone(),
+                async {
+                    let _ = control_stopped.await;
+                },
+            )))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "No export control socket: `gateway export` needs the gateway stopped.");
+            None
+        }
+    };
+
     let (stop_forward, forward_stopped) = tokio::sync::oneshot::channel::<()>();
     let forwarder = match (config.forward.clone(), forward_metrics) {
         (Some(fc), Some(forward_metrics)) => Some(
@@ -102,6 +123,11 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     let _ = stop_forward.send(());
     if let Some(f) = forwarder {
         let _ = f.await;
+    }
+    // Exports in progress lose their connection; they commit what they have and say so.
+    let _ = stop_control.send(());
+    if let Some(c) = control {
+        let _ = c.await;
     }
     drop(writer);
     tokio::task::spawn_blocking(move || writer_thread.join())

@@ -1,8 +1,11 @@
-//! `gateway export` on a stopped gateway's data directory: opens the buffer itself, and with
-//! `--mark-delivered` runs its own buffer writer for the deletes.
+//! `gateway export`. On a stopped gateway's data directory it opens the buffer itself and,
+//! with `--mark-delivered`, runs its own buffer writer for the deletes. When a running gateway
+//! holds the buffer, it reads and deletes through that gateway's control socket
+//! ([`super::live`]) instead.
 
 use super::config::ExportFormat;
 use super::error::ExportError;
+use super::live::LiveGateway;
 use super::progress::Progress;
 use super::run::{Deleter, ExportRequest, ExportSummary, Origin, export};
 use super::selection::Selection;
@@ -12,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 
 /// An export from the command line.
 #[derive(Debug, Clone)]
-pub struct OfflineExport {
+pub struct CliExport {
     /// Buffer settings (the file, and the writer's settings for `--mark-delivered`).
     pub buffer: ValidBufferConfig,
     /// Target directory.
@@ -30,15 +33,15 @@ pub struct OfflineExport {
 /// Why an offline export failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum OfflineError {
+pub enum CliError {
     /// There is no buffer file.
     #[error("no buffer at {0} (set buffer.data_dir in the config, or pass --data-dir)")]
     NoBuffer(PathBuf),
-    /// The gateway is running and holds the buffer.
+    /// A running gateway holds the buffer and does not answer on its control socket.
     #[error(
-        "{0} is open in a running gateway: stop the gateway and export again, or let the gateway export old readings itself (buffer.retention_action = \"backfill\")"
+        "{0} is open in a running gateway that does not answer on its control socket {1}: stop the gateway and export again, or let the gateway export old readings itself (buffer.retention_action = \"backfill\")"
     )]
-    InUse(PathBuf),
+    InUse(PathBuf, PathBuf),
     /// The buffer could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -51,28 +54,21 @@ pub enum OfflineError {
 }
 
 /// Runs the export; `stop` ends it early (Ctrl-C), keeping what was committed.
-pub fn run_offline(job: &OfflineExport, stop: &AtomicBool) -> Result<ExportSummary, OfflineError> {
+pub fn run_cli(job: &CliExport, stop: &AtomicBool) -> Result<ExportSummary, CliError> {
     let path = &job.buffer.path;
     if !path.is_file() {
-        return Err(OfflineError::NoBuffer(path.clone()));
+        return Err(CliError::NoBuffer(path.clone()));
     }
     let (buffer, recovered) = match Buffer::open(path) {
         Ok(b) => b,
         Err(OpenError::Database { source, .. })
             if matches!(*source, redb::DatabaseError::DatabaseAlreadyOpen) =>
         {
-            return Err(OfflineError::InUse(path.clone()));
+            return run_live(job, stop);
         }
         Err(e) => return Err(e.into()),
     };
-    let request = ExportRequest {
-        dir: job.dir.clone(),
-        format: job.format,
-        selection: job.selection.clone(),
-        target_file_bytes: job.target_file_bytes,
-        origin: Origin::Cli,
-        through_log_id: None,
-    };
+    let request = request(job);
     let mut progress = Progress::auto();
     if !job.mark_delivered {
         return Ok(export(&buffer, None, &request, &mut progress, stop)?);
@@ -89,7 +85,7 @@ pub fn run_offline(job: &OfflineExport, stop: &AtomicBool) -> Result<ExportSumma
     let (acks, _ignored) = crossbeam_channel::bounded(1);
     let metrics = BufferMetrics::register(&mut prometheus_client::registry::Registry::default());
     let (writer, thread) = buffer::writer::spawn(buffer.clone(), recovered, config, metrics, acks)
-        .map_err(OfflineError::Writer)?;
+        .map_err(CliError::Writer)?;
     let result = export(
         &buffer,
         Some(&writer as &dyn Deleter),
@@ -101,4 +97,30 @@ pub fn run_offline(job: &OfflineExport, stop: &AtomicBool) -> Result<ExportSumma
     // The writer ends with a checkpoint; a panic in it was already reported on stderr.
     let _ = thread.join();
     Ok(result?)
+}
+
+fn request(job: &CliExport) -> ExportRequest {
+    ExportRequest {
+        dir: job.dir.clone(),
+        format: job.format,
+        selection: job.selection.clone(),
+        target_file_bytes: job.target_file_bytes,
+        origin: Origin::Cli,
+        through_log_id: None,
+    }
+}
+
+/// The export through a running gateway's control socket.
+fn run_live(job: &CliExport, stop: &AtomicBool) -> Result<ExportSummary, CliError> {
+    let path = &job.buffer.path;
+    let Some(live) = LiveGateway::connect(path) else {
+        return Err(CliError::InUse(
+            path.clone(),
+            super::live::socket_path(path),
+        ));
+    };
+    tracing::info!(socket = %live.socket().display(), "The gateway is running: exporting through it.");
+    let deleter = job.mark_delivered.then_some(&live as &dyn Deleter);
+    let mut progress = Progress::auto();
+    Ok(export(&live, deleter, &request(job), &mut progress, stop)?)
 }

@@ -56,6 +56,9 @@ pub enum ExportError {
     /// next run deletes them.
     #[error("deleting exported readings from the buffer: {0}")]
     Delete(String),
+    /// The running gateway refused or failed a request on its control socket.
+    #[error("the running gateway: {0}")]
+    Gateway(String),
     /// Stopped on request; what was committed stays, the next run continues.
     #[error("stopped before the end; run the export again to continue")]
     Stopped,

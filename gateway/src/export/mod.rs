@@ -72,11 +72,14 @@
 //!
 //! # Offline and live
 //!
-//! redb lets one process open the buffer. `gateway export` opens it itself, so it runs on a
-//! stopped gateway's data directory (and says so when the gateway still holds the file).
-//! While the gateway runs, the export is done by the gateway: `retention_action = "backfill"`
-//! exports readings older than `retention_secs` to `[export] backfill_dir` in the writer's
-//! backfill thread ([`backfill`]), with the same layout, manifest and commit protocol.
+//! redb lets one process open the buffer. On a stopped gateway's data directory `gateway
+//! export` opens it itself. While the gateway runs and holds the file, `gateway export` reads
+//! the log and deletes exported entries through the gateway's control socket ([`live`]) and
+//! writes the files itself; devices and the forwarder go on meanwhile. The gateway also
+//! exports on its own: `retention_action = "backfill"` moves readings older than
+//! `retention_secs` to `[export] backfill_dir` in the writer's backfill thread
+//! ([`backfill`]). All three use the same run, layout, manifest and commit protocol; a run
+//! reads through a [`source::LogSource`].
 //!
 //! # Modules
 //!
@@ -85,33 +88,36 @@
 //! - [`exported`]: the exported set; [`manifest`]: `_manifest.json`; [`durable`]: fsync and
 //!   atomic replacement; [`table`]: directory lock and recovery.
 //! - [`parquet_part`], [`json_part`]: one data file each; [`segment`]: the files of a segment.
-//! - [`run`]: one export run; [`progress`]: progress bar or log lines; [`offline`]: the CLI
-//!   on a stopped gateway; [`backfill`]: the retention sweep.
+//! - [`run`]: one export run; [`source`]: where it reads; [`progress`]: progress bar or log
+//!   lines; [`cli`]: `gateway export`; [`live`]: the control socket of a running gateway;
+//!   [`backfill`]: the retention sweep.
 
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod durable;
 pub mod error;
 pub mod exported;
 pub mod json_part;
+pub mod live;
 pub mod manifest;
 pub mod metrics;
-pub mod offline;
 pub mod parquet_part;
 pub mod progress;
 pub mod run;
 pub mod segment;
 pub mod selection;
+pub mod source;
 pub mod table;
 
 #[cfg(test)]
 mod tests;
 
 pub use backfill::BackfillExporter;
+pub use cli::{CliExport, run_cli};
 pub use config::{ExportConfig, ExportFormat, ValidExportConfig};
 pub use error::ExportError;
 pub use metrics::ExportMetrics;
-pub use offline::{OfflineExport, run_offline};
 pub use progress::Progress;
 pub use run::{Deleter, ExportRequest, ExportSummary, Origin, export};
 pub use selection::Selection;

@@ -7,10 +7,9 @@ use super::manifest::RunEntry;
 use super::progress::Progress;
 use super::segment::Segment;
 use super::selection::{Selection, hour_of};
+use super::source::LogSource;
 use super::table::{Recovery, Table};
-use crate::buffer::layout::LOG;
-use crate::buffer::{BatchRecord, Buffer, ReadError, WriterHandle};
-use redb::{ReadableDatabase, ReadableTable};
+use crate::buffer::{BatchRecord, WriterHandle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -110,14 +109,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The id of the last log entry.
-pub fn last_log_id(buffer: &Buffer) -> Result<Option<u64>, ReadError> {
-    let db = buffer.db()?;
-    let txn = db.begin_read()?;
-    let log = txn.open_table(LOG)?;
-    Ok(log.last()?.map(|(k, _)| k.value()))
-}
-
 fn crash_point(point: &str, segment: u64) {
     let Ok(spec) = std::env::var(CRASH_ENV) else {
         return;
@@ -133,7 +124,7 @@ fn crash_point(point: &str, segment: u64) {
 /// Checks `stop` between entries: then commits what it has and returns
 /// [`ExportError::Stopped`].
 pub fn export(
-    buffer: &Buffer,
+    buffer: &dyn LogSource,
     deleter: Option<&dyn Deleter>,
     req: &ExportRequest,
     progress: &mut Progress,
@@ -151,12 +142,12 @@ pub fn export(
     }
     let through = match req.through_log_id {
         Some(t) => t,
-        None => last_log_id(buffer)?.unwrap_or(0),
+        None => buffer.last_log_id()?.unwrap_or(0),
     };
     let mut run = RunEntry {
         run: table.manifest().next_run(),
         origin: req.origin.name().to_owned(),
-        buffer: buffer.path().display().to_string(),
+        buffer: buffer.label(),
         selection: req.selection.clone(),
         through_log_id: through,
         mark_delivered: deleter.is_some(),
@@ -171,7 +162,7 @@ pub fn export(
         recovered,
         ..ExportSummary::default()
     };
-    progress.start(buffer.stats()?.readings);
+    progress.start(buffer.buffered_readings()?);
     let mut runner = Runner {
         table: &mut table,
         deleter,

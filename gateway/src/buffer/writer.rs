@@ -367,6 +367,16 @@ impl Writer {
                     .policy
                     .load(self.rate_now(), group.bytes, age, since_last);
                 if self.policy.should_commit(group.bytes, age, load) {
+                    // What already waits in the queue joins this commit: it would only wait
+                    // for the next one. Without this, a backlog (every batch arriving
+                    // already older than the commit delay) made one commit per batch, the
+                    // slowest and most wearing way to catch up.
+                    while group.bytes < self.policy.commit_bytes {
+                        match rx.try_recv() {
+                            Ok(c) => self.add(&mut group, c),
+                            Err(_) => break,
+                        }
+                    }
                     break;
                 }
                 // A timeout only means "decide again": the group may have become old enough
@@ -441,10 +451,15 @@ impl Writer {
     }
 
     fn idle_wait(&self) -> Duration {
-        let checkpoint = self
-            .config
-            .checkpoint_interval
-            .saturating_sub(self.last_checkpoint.elapsed());
+        // Only a dirty state has a checkpoint to wait for: a clean one would otherwise wake
+        // the writer every millisecond once the interval has passed (idle CPU on a Pi).
+        let checkpoint = if self.dirty.is_empty() {
+            Duration::MAX
+        } else {
+            self.config
+                .checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+        };
         let retry = self.broken.map_or(Duration::MAX, |(at, _)| {
             at.saturating_duration_since(Instant::now())
         });

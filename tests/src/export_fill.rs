@@ -3,7 +3,9 @@
 //! batches, one reading per device every `step_ms`.
 
 use crate::HarnessError;
-use gateway::buffer::{self, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading};
+use gateway::buffer::{
+    self, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, WriterHandle,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,16 @@ pub fn fill(data_dir: &Path, fill: Fill) -> Result<Duration, HarnessError> {
     let metrics = BufferMetrics::register(&mut prometheus_client::registry::Registry::default());
     let (writer, thread) = buffer::writer::spawn(buf, recovered, config, metrics, acks)
         .map_err(|e| HarnessError::io("starting the buffer writer", e))?;
+    append_all(&writer, fill)?;
+    drop(writer);
+    thread
+        .join()
+        .map_err(|_| HarnessError::setup("buffer writer panicked"))?;
+    Ok(started.elapsed())
+}
+
+/// Appends `fill` through `writer` and returns once all of it is committed.
+pub fn append_all(writer: &WriterHandle, fill: Fill) -> Result<(), HarnessError> {
     let batch = fill.batch.clamp(1, 128);
     let per_device = fill.readings.div_ceil(u64::from(fill.devices.max(1)));
     let mut left = fill.readings;
@@ -86,9 +98,5 @@ pub fn fill(data_dir: &Path, fill: Fill) -> Result<Duration, HarnessError> {
     }
     // A delete is committed after everything queued before it: a barrier.
     writer.delete(Vec::new()).map_err(HarnessError::setup)?;
-    drop(writer);
-    thread
-        .join()
-        .map_err(|_| HarnessError::setup("buffer writer panicked"))?;
-    Ok(started.elapsed())
+    Ok(())
 }

@@ -21,6 +21,18 @@ pub fn spawn(broker: SocketAddr, args: &[&str]) -> Result<Child, HarnessError> {
         .map_err(|e| HarnessError::io("starting devsim", e))
 }
 
+/// A whole-number field of devsim's `--json` summary (`produced`, `acked`, `dropped`, ...).
+pub fn summary_number(json: &str, name: &str) -> Result<u64, HarnessError> {
+    let missing = || HarnessError::setup(format!("no number {name:?} in devsim's summary: {json}"));
+    let at = json.find(&format!("\"{name}\":")).ok_or_else(missing)?;
+    json[at + name.len() + 3..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .map_err(|_| missing())
+}
+
 /// Waits for devsim and returns (success, stdout, stderr).
 pub fn finish(child: Child) -> Result<(bool, String, String), HarnessError> {
     let out = child

@@ -8,15 +8,7 @@ use e2e::{GatewayOptions, GatewayProcess};
 use std::time::Duration;
 
 fn field(json: &str, name: &str) -> u64 {
-    let at = json
-        .find(&format!("\"{name}\":"))
-        .unwrap_or_else(|| panic!("{name} in {json}"));
-    json[at + name.len() + 3..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} in {json}"))
+    devsim::summary_number(json, name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

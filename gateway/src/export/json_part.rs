@@ -14,6 +14,7 @@ use super::durable::{HashingFile, Written};
 use super::error::ExportError;
 use super::segment::PartWriter;
 use crate::buffer::BatchRecord;
+use crate::forward::record::JsonNumber;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write as _;
@@ -71,7 +72,7 @@ pub fn write_line(out: &mut Vec<u8>, rec: &BatchRecord, index: usize) {
         r.channel,
         r.kind,
     );
-    write_number(out, r.value);
+    let _ = write!(out, "{}", JsonNumber(r.value));
     out.extend_from_slice(b"}\n");
 }
 
@@ -87,19 +88,6 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
     } else {
         let _ = serde_json::to_writer(&mut *out, s);
     }
-}
-
-/// A finite `f32` in its shortest round-trip form: plain decimals for ordinary magnitudes,
-/// an exponent for very large or small ones; `null` if not finite (ingest rejects those).
-fn write_number(out: &mut Vec<u8>, v: f32) {
-    let a = v.abs();
-    let _ = if !v.is_finite() {
-        write!(out, "null")
-    } else if a == 0.0 || (1e-5..1e16).contains(&a) {
-        write!(out, "{v}")
-    } else {
-        write!(out, "{v:e}")
-    };
 }
 
 impl PartWriter for JsonPart {

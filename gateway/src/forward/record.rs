@@ -146,24 +146,30 @@ fn json_batch(out: &mut Vec<u8>, device: &str, e: &BatchRecord) {
             r.channel,
             r.kind,
         );
-        json_number(&mut line, r.value);
+        let _ = write!(line, "{}", JsonNumber(r.value));
         line.push_str("}\n");
         out.extend_from_slice(line.as_bytes());
     }
 }
 
-/// Writes a finite `f32` as a JSON number in its shortest round-trip form: plain decimals
-/// for ordinary magnitudes, an exponent for very large or small ones (ingest rejects
-/// non-finite values; one would be written as `null`).
-fn json_number(out: &mut String, v: f32) {
-    let a = v.abs();
-    let _ = if !v.is_finite() {
-        write!(out, "null")
-    } else if a == 0.0 || (1e-5..1e16).contains(&a) {
-        write!(out, "{v}")
-    } else {
-        write!(out, "{v:e}")
-    };
+/// A finite `f32` as a JSON number in its shortest round-trip form: plain decimals for
+/// ordinary magnitudes, an exponent for very large or small ones (ingest rejects non-finite
+/// values; one would be written as `null`). Shared with the export's JSON files.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonNumber(pub f32);
+
+impl std::fmt::Display for JsonNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        let a = v.abs();
+        if !v.is_finite() {
+            write!(f, "null")
+        } else if a == 0.0 || (1e-5..1e16).contains(&a) {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
+        }
+    }
 }
 
 /// Builds one record from a device's entries, within a byte cap.

@@ -16,8 +16,21 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// Starts mosquitto with persistence on (as a production broker would run).
+    /// Starts mosquitto with persistence on (as a production broker would run). If another
+    /// process took the chosen port first (mosquitto then exits), starts again on another.
     pub fn start() -> Result<Self, HarnessError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(broker) = Self::try_start()? {
+                return Ok(broker);
+            }
+        }
+        Err(HarnessError::setup(format!(
+            "mosquitto exited at start {ATTEMPTS} times (each chosen port in use?)"
+        )))
+    }
+
+    fn try_start() -> Result<Option<Self>, HarnessError> {
         let dir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
         let port = crate::ports::free_ports(1)?[0];
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -28,7 +41,7 @@ impl Mosquitto {
             dir.path().display()
         );
         std::fs::write(&conf, text).map_err(|e| HarnessError::io("writing mosquitto.conf", e))?;
-        let child = Command::new("mosquitto")
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
@@ -41,18 +54,33 @@ impl Mosquitto {
                      (tests/install-prerequisites does this)"
                 ))
             })?;
+        let mut exited = || {
+            child
+                .try_wait()
+                .map(|status| status.is_some())
+                .map_err(|e| HarnessError::io("waiting for mosquitto", e))
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
+            if exited()? {
+                return Ok(None);
+            }
             if Instant::now() > deadline {
                 return Err(HarnessError::setup("mosquitto did not listen within 10 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self {
+        // Whoever answered, mosquitto exits right after a failed bind: still running a moment
+        // later means the listener is ours.
+        std::thread::sleep(Duration::from_millis(100));
+        if exited()? {
+            return Ok(None);
+        }
+        Ok(Some(Self {
             child,
             _dir: dir,
             addr,
-        })
+        }))
     }
 
     /// The process ID.

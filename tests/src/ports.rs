@@ -1,29 +1,36 @@
 //! Free-port selection and port probing.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::HarnessError;
 
-/// Returns `count` distinct TCP ports that were free on all interfaces a moment ago.
+/// Ports this process has handed out. Tests in one binary run in parallel, and the kernel may
+/// hand a just-released ephemeral port out again: without this, two servers of two tests (or
+/// two listeners of one gateway) could be given the same port.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Returns `count` distinct TCP ports that were free on all interfaces a moment ago and were
+/// never returned before in this process.
 ///
 /// kinesis-local binds `0.0.0.0`, so the ports are probed there (which also covers loopback).
-/// All listeners are held until every port is chosen, so the ports are distinct. They are
-/// released before returning: another process may grab one before the caller binds it, so
-/// callers must treat "address in use" as retryable.
+/// They are released before returning: another process may grab one before the caller binds
+/// it, so callers must treat "address in use" as retryable.
 pub fn free_ports(count: usize) -> Result<Vec<u16>, HarnessError> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| HarnessError::io("binding an ephemeral port", e))?;
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| HarnessError::io("reading an ephemeral port", e))
-        })
-        .collect()
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| HarnessError::io("binding an ephemeral port", e))?
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }
 
 /// True if something accepts TCP connections on `127.0.0.1:port` within `timeout`.

@@ -40,12 +40,24 @@ fn find_mosquitto() -> PathBuf {
         })
 }
 
+/// Ports this test process has handed out. Tests in one binary run in parallel and the
+/// kernel may hand a just-released ephemeral port out again, so two brokers (or two clients
+/// ids) could otherwise share one: the second mosquitto fails to bind and its readiness probe
+/// reaches the first one, which disappears when the other test ends.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A loopback port that was free a moment ago and was never returned before in this process.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A mosquitto process, killed on drop.
@@ -56,7 +68,19 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts mosquitto on a fresh port; if another process took the port before mosquitto
+    /// bound it (mosquitto then exits), starts again on another one.
     pub fn start() -> Self {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(broker) = Self::try_start() {
+                return broker;
+            }
+        }
+        panic!("mosquitto exited at start {ATTEMPTS} times (each port in use?)");
+    }
+
+    fn try_start() -> Option<Self> {
         let binary = find_mosquitto();
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -69,26 +93,36 @@ impl Mosquitto {
             ),
         )
         .expect("write config");
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let exited = |child: &mut Child| child.try_wait().expect("try_wait").is_some();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if exited(&mut child) {
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not listen on port {port}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
+        // Whoever answered, mosquitto exits right after a failed bind: still running a moment
+        // later means the listener is ours.
+        std::thread::sleep(Duration::from_millis(100));
+        if exited(&mut child) {
+            return None;
+        }
+        Some(Self {
             child,
             port,
             _dir: dir,
-        }
+        })
     }
 
     pub fn addr(&self) -> String {

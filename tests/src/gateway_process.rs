@@ -146,7 +146,8 @@ impl GatewayProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mqtt_up = self.external_broker || TcpStream::connect(self.mqtt5).is_ok();
+            let mqtt_up =
+                self.external_broker || crate::ports::accepts(self.mqtt5, Duration::from_secs(1));
             if self.http_get("/health").is_ok() && mqtt_up {
                 return Ok(());
             }

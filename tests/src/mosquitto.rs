@@ -2,7 +2,7 @@
 //! free loopback port with a temporary config, stopped on drop.
 
 use crate::HarnessError;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ impl Mosquitto {
                 .map_err(|e| HarnessError::io("waiting for mosquitto", e))
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
+        while !crate::ports::accepts(addr, Duration::from_secs(1)) {
             if exited()? {
                 return Ok(None);
             }

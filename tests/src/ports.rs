@@ -1,7 +1,7 @@
 //! Free-port selection and port probing.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,11 +33,29 @@ pub fn free_ports(count: usize) -> Result<Vec<u16>, HarnessError> {
     Ok(ports)
 }
 
-/// True if something accepts TCP connections on `127.0.0.1:port` within `timeout`.
+/// True if a listener accepts a TCP connection on `addr`.
+///
+/// A connection whose local and peer addresses are equal does not count: probing a port of the
+/// ephemeral range with nothing listening can connect the probe to itself (TCP simultaneous
+/// open), which says nothing about the server.
+pub fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
+    TcpStream::connect_timeout(&addr, timeout)
+        .is_ok_and(|s| !is_self_connection(s.local_addr(), s.peer_addr()))
+}
+
+fn is_self_connection(
+    local: std::io::Result<SocketAddr>,
+    peer: std::io::Result<SocketAddr>,
+) -> bool {
+    matches!((local, peer), (Ok(l), Ok(p)) if l == p)
+}
+
+/// True if something accepts TCP connections on `127.0.0.1:port` within `timeout` (self
+/// connections excluded, as in [`accepts`]).
 pub async fn port_answers(port: u16, timeout: Duration) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    matches!(
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => !is_self_connection(s.local_addr(), s.peer_addr()),
+        _ => false,
+    }
 }

@@ -2,7 +2,7 @@
 // Tests report failures by panicking; the workspace warns on expect/panic for library code.
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,11 +10,10 @@ use e2e::node::NodeTools;
 use e2e::{HarnessError, KinesisLocal};
 
 fn port_answers(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+    e2e::ports::accepts(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         Duration::from_secs(1),
     )
-    .is_ok()
 }
 
 fn process_exists(pid: u32) -> bool {

@@ -60,6 +60,13 @@ fn free_port() -> u16 {
     }
 }
 
+/// True if a listener accepts on `127.0.0.1:port`. A probe of an ephemeral-range port with
+/// nothing listening can connect to itself (TCP simultaneous open); that does not count.
+fn accepts(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// A mosquitto process, killed on drop.
 pub struct Mosquitto {
     child: Child,
@@ -102,7 +109,7 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let exited = |child: &mut Child| child.try_wait().expect("try_wait").is_some();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !accepts(port) {
             if exited(&mut child) {
                 return None;
             }

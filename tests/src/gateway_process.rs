@@ -231,6 +231,20 @@ impl GatewayProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Resident memory of the running process in KiB (`VmRSS` from /proc).
+    pub fn resident_kib(&self) -> Result<u64, HarnessError> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::setup("the gateway is not running"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|e| HarnessError::io("reading /proc/PID/status", e))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| HarnessError::setup("no VmRSS in /proc/PID/status"))
+    }
+
     /// `GET path` on the telemetry endpoint: (status code, body).
     pub fn http_get(&self, path: &str) -> Result<(u16, String), HarnessError> {
         let mut s = TcpStream::connect_timeout(&self.telemetry, Duration::from_secs(2))

@@ -11,7 +11,9 @@ use super::config::EmbeddedConfig;
 use super::receive::Receiver;
 use crate::buffer::AckOut;
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use rumqttd::{
+    Broker, Config, ConnectionSettings, Notification, RouterConfig, SegmentConfig, ServerSettings,
+};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -111,6 +113,7 @@ fn broker_config(
         max_outgoing_packet_count: 1024,
         max_segment_size: (config.broker_log_bytes / (segment_count + 1)).max(1024),
         max_segment_count: segment_count,
+        custom_segment: Some(ack_logs()),
         ..RouterConfig::default()
     };
     let connections = connection_settings(credentials, metrics);
@@ -132,6 +135,27 @@ fn broker_config(
         ..Config::default()
     }
 }
+
+/// Log limits for every device's ack topic.
+///
+/// rumqttd keeps one in-memory log per subscription filter, and every device subscribes to its
+/// own ack topic: with the uplink's limits each of those logs would grow to `broker_log_bytes`
+/// (an ack a second per device made a 1,000-device site grow ~0.5 MB/s without bound in a
+/// test). Acks are cumulative (`through-seq`), so only the newest matters: the smallest log
+/// rumqttd allows (two 1 KiB segments, ~40 acks) loses nothing a device needs. A device that
+/// lags further skips to the newest acks.
+fn ack_logs() -> HashMap<String, SegmentConfig> {
+    HashMap::from([(
+        TopicKind::Ack.spec().filter.to_owned(),
+        SegmentConfig {
+            max_segment_size: ACK_LOG_SEGMENT_BYTES,
+            max_segment_count: 1,
+        },
+    )])
+}
+
+/// rumqttd's smallest segment (it panics below 1 KiB).
+const ACK_LOG_SEGMENT_BYTES: usize = 1024;
 
 /// A running embedded broker.
 #[derive(Debug)]

@@ -10,8 +10,11 @@ use telemetry_wire::{Ack, DeviceId, Reading, SensorKind, UplinkHeader};
 
 const WAIT: Duration = Duration::from_secs(15);
 const CAPACITY: u64 = 1 << 20;
-/// Readings per batch: a full batch is a ~1.8 KB record, so ~580 fill the capacity.
+/// Readings per batch: a full batch is a ~0.9 KB record (7 bytes a reading), so ~1,150 fill
+/// the capacity.
 const PER_BATCH: u32 = 128;
+/// Batches published: well past the capacity.
+const BATCHES: u32 = 1_500;
 
 fn full_batch(device: &str, first_seq: u32) -> Vec<u8> {
     let header = UplinkHeader {
@@ -79,7 +82,7 @@ fn reject_new_stops_acking_at_capacity_and_keeps_what_it_has() {
     let mut gw = GatewayProcess::start(options("reject-new")).expect("starts");
     let client = TestClient::connect_v5(gw.mqtt5, "filler", None).expect("connects");
     client.subscribe("tlm/v1/filler/ack").expect("subscribe");
-    let last_ack = publish_batches(&client, "filler", 700).expect("some acks");
+    let last_ack = publish_batches(&client, "filler", BATCHES).expect("some acks");
     let rejected = gw
         .metric("gateway_buffer_readings_rejected_full_total")
         .expect("m");
@@ -93,7 +96,7 @@ fn reject_new_stops_acking_at_capacity_and_keeps_what_it_has() {
     assert_eq!(seqs, (0..=last_ack).collect::<Vec<_>>());
     assert_eq!(
         rejected as u64 + seqs.len() as u64,
-        700 * u64::from(PER_BATCH)
+        u64::from(BATCHES) * u64::from(PER_BATCH)
     );
 }
 
@@ -102,8 +105,8 @@ fn drop_oldest_evicts_the_head_and_keeps_acking() {
     let mut gw = GatewayProcess::start(options("drop-oldest")).expect("starts");
     let client = TestClient::connect_v5(gw.mqtt5, "filler", None).expect("connects");
     client.subscribe("tlm/v1/filler/ack").expect("subscribe");
-    let total = 700 * PER_BATCH;
-    let last_ack = publish_batches(&client, "filler", 700).expect("acks");
+    let total = BATCHES * PER_BATCH;
+    let last_ack = publish_batches(&client, "filler", BATCHES).expect("acks");
     assert_eq!(last_ack, total - 1, "every reading acked");
     let evicted = gw
         .metric("gateway_buffer_readings_evicted_total")

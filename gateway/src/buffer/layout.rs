@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `log` | arrival id `u64`, strictly increasing | [`BatchRecord`]: one device's newly stored readings | every group commit (append) |
 //! | `devices` | device ID `&str` | [`DeviceState`] as of checkpoint | at checkpoints |
-//! | `meta` | `&str` | `u64` | every commit (totals), checkpoints |
+//! | `meta` | `&str` | `u64` | commits that delete, checkpoints, every [`TOTALS_EVERY_ENTRIES`] appends |
 //!
 //! # Why an append-only log
 //!
@@ -37,11 +37,17 @@
 //! - No log entry with an id above `checkpoint_log_id` is deleted without a checkpoint at or
 //!   above its id in the same transaction; so replay after a crash never misses a batch and
 //!   dedupe never regresses.
-//! - `meta.buffered_readings` / `meta.buffered_bytes` equal the sums over `log` (updated in the
-//!   transaction that changes `log`).
+//! - `meta.buffered_readings` / `meta.buffered_bytes` equal the sums over the `log` entries with
+//!   ids up to `meta.totals_log_id`; the entries above it are only appends, so the true totals
+//!   are those plus the sums over the tail. Every transaction that removes entries writes the
+//!   totals; one that only appends need not (a page less per commit: SD-card wear), until
+//!   [`TOTALS_EVERY_ENTRIES`] entries wait uncounted. `totals_log_id >= checkpoint_log_id`, so
+//!   recovery counts the tail in the replay it does anyway. A file without the key (written
+//!   before it existed) had its totals written by every commit and gets the key at open.
 //! - Within a device, log order is `(boot, seq)` order: the sequencer only appends readings
 //!   past the device's `next_seq`.
 
+use super::varint;
 use redb::TableDefinition;
 
 /// Version of this layout, stored in `meta` under [`META_LAYOUT_VERSION`].
@@ -62,6 +68,11 @@ pub const META_BUFFERED_READINGS: &str = "buffered_readings";
 pub const META_BUFFERED_BYTES: &str = "buffered_bytes";
 /// `meta` key of the highest log id reflected in `devices`.
 pub const META_CHECKPOINT_LOG_ID: &str = "checkpoint_log_id";
+/// `meta` key of the highest log id reflected in `buffered_readings` / `buffered_bytes`.
+pub const META_TOTALS_LOG_ID: &str = "totals_log_id";
+/// Appended log entries after which the totals are written even without a delete or a
+/// checkpoint: bounds the tail that [`META_TOTALS_LOG_ID`] readers add up.
+pub const TOTALS_EVERY_ENTRIES: u64 = 10_000;
 
 /// One sensor reading inside a [`BatchRecord`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,19 +89,29 @@ pub struct RecordReading {
 
 /// One device's consecutive readings stored by one commit.
 ///
-/// Encoding (little-endian):
+/// Encoding, format 2 (written since the buffer's wear was cut; format 1 is still read, so a
+/// buffer written by an older gateway opens unchanged). `varint` is unsigned LEB128,
+/// `zigzag` a signed value zigzag-mapped and then varint-coded; both at most 10 bytes.
 ///
-/// | bytes | field |
+/// | field | encoding |
 /// |---|---|
-/// | 0 | record format, 1 |
-/// | 1 | device ID length `n` (1..=64) |
-/// | 2..2+n | device ID |
-/// | +4 | `boot` u32 |
-/// | +4 | `first_seq` u32 |
-/// | +8 | `received_ms` i64: gateway UTC ms at arrival |
-/// | +8 | `utc_offset_ms` i64: reading UTC = `t_ms + utc_offset_ms` |
-/// | +2 | reading count `c` u16 (1..=128) |
-/// | 14 × c | readings: `t_ms` u64, `channel` u8, `kind` u8, `value` f32 |
+/// | record format, 2 | u8 |
+/// | device ID length `n` (1..=64), device ID | u8, `n` bytes |
+/// | `boot` | varint (u32) |
+/// | `first_seq` | varint (u32) |
+/// | `received_ms` | zigzag |
+/// | `received_ms - utc_offset_ms` (wrapping; about the device's uptime) | zigzag |
+/// | reading count `c` (1..=128) | varint (u16) |
+/// | `c` readings: `t_ms` minus the previous reading's (the first: minus 0), wrapping | zigzag |
+/// | then `channel`, `kind` | u8, u8 |
+/// | then `value` | f32 little-endian |
+///
+/// A one-reading record of an 8-character device is ~34 bytes (format 1: 50), which is most
+/// of what a commit writes at a typical site (see `docs/benchmarks.md`, SD-card wear).
+///
+/// Format 1 (little-endian, fixed width): format u8, `n` u8, device, `boot` u32, `first_seq`
+/// u32, `received_ms` i64, `utc_offset_ms` i64, count u16, then per reading `t_ms` u64,
+/// `channel` u8, `kind` u8, `value` f32 (14 bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRecord {
     /// The device.
@@ -107,8 +128,14 @@ pub struct BatchRecord {
     pub readings: Vec<RecordReading>,
 }
 
-const RECORD_FORMAT: u8 = 1;
-const READING_LEN: usize = 14;
+/// The format [`BatchRecord::encode_into`] writes.
+const RECORD_FORMAT: u8 = 2;
+/// The fixed-width format of the first layout, still decoded.
+const RECORD_FORMAT_FIXED: u8 = 1;
+/// Bytes of a format-1 reading.
+const FIXED_READING_LEN: usize = 14;
+/// Bytes of a format-1 header after the device ID.
+const FIXED_HEADER_LEN: usize = 26;
 
 /// A stored record that does not parse: the file was damaged outside redb's checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -128,41 +155,35 @@ impl BatchRecord {
             .saturating_add(self.utc_offset_ms)
     }
 
-    /// Encodes the record, appending to `out`.
+    /// Encodes the record (format 2), appending to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(2 + self.device.len() + 26 + READING_LEN * self.readings.len());
+        out.reserve(2 + self.device.len() + 32 + 12 * self.readings.len());
         out.push(RECORD_FORMAT);
         out.push(self.device.len() as u8);
         out.extend_from_slice(self.device.as_bytes());
-        out.extend_from_slice(&self.boot.to_le_bytes());
-        out.extend_from_slice(&self.first_seq.to_le_bytes());
-        out.extend_from_slice(&self.received_ms.to_le_bytes());
-        out.extend_from_slice(&self.utc_offset_ms.to_le_bytes());
-        out.extend_from_slice(&(self.readings.len() as u16).to_le_bytes());
+        varint::put(out, u64::from(self.boot));
+        varint::put(out, u64::from(self.first_seq));
+        varint::put_signed(out, self.received_ms);
+        varint::put_signed(out, self.received_ms.wrapping_sub(self.utc_offset_ms));
+        varint::put(out, self.readings.len() as u64);
+        let mut previous_t = 0u64;
         for r in &self.readings {
-            out.extend_from_slice(&r.t_ms.to_le_bytes());
+            varint::put_signed(out, r.t_ms.wrapping_sub(previous_t) as i64);
+            previous_t = r.t_ms;
             out.push(r.channel);
             out.push(r.kind);
             out.extend_from_slice(&r.value.to_le_bytes());
         }
     }
 
-    /// Decodes a stored record.
+    /// Decodes a stored record (either format).
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
         let header = RecordHeader::decode(bytes)?;
         let body = bytes.get(header.readings_at..).ok_or(CorruptRecord)?;
-        if body.len() != header.count as usize * READING_LEN {
-            return Err(CorruptRecord);
-        }
-        let readings = body
-            .chunks_exact(READING_LEN)
-            .map(|c| RecordReading {
-                t_ms: u64::from_le_bytes(array(&c[0..8])),
-                channel: c[8],
-                kind: c[9],
-                value: f32::from_le_bytes(array(&c[10..14])),
-            })
-            .collect();
+        let readings = match header.format {
+            RECORD_FORMAT_FIXED => decode_fixed_readings(body, header.count)?,
+            _ => decode_readings(body, header.count)?,
+        };
         Ok(Self {
             device: header.device.to_owned(),
             boot: header.boot,
@@ -172,6 +193,44 @@ impl BatchRecord {
             readings,
         })
     }
+}
+
+/// Format-2 readings: exactly `count` of them and nothing after.
+fn decode_readings(mut body: &[u8], count: u16) -> Result<Vec<RecordReading>, CorruptRecord> {
+    let mut readings = Vec::with_capacity(usize::from(count));
+    let mut previous_t = 0u64;
+    for _ in 0..count {
+        let delta = varint::take_signed(&mut body)?;
+        let (fixed, rest) = body.split_at_checked(6).ok_or(CorruptRecord)?;
+        body = rest;
+        previous_t = previous_t.wrapping_add(delta as u64);
+        readings.push(RecordReading {
+            t_ms: previous_t,
+            channel: fixed[0],
+            kind: fixed[1],
+            value: f32::from_le_bytes(array(&fixed[2..6])),
+        });
+    }
+    if !body.is_empty() {
+        return Err(CorruptRecord);
+    }
+    Ok(readings)
+}
+
+/// Format-1 readings: fixed width, exactly `count` of them.
+fn decode_fixed_readings(body: &[u8], count: u16) -> Result<Vec<RecordReading>, CorruptRecord> {
+    if body.len() != usize::from(count) * FIXED_READING_LEN {
+        return Err(CorruptRecord);
+    }
+    Ok(body
+        .chunks_exact(FIXED_READING_LEN)
+        .map(|c| RecordReading {
+            t_ms: u64::from_le_bytes(array(&c[0..8])),
+            channel: c[8],
+            kind: c[9],
+            value: f32::from_le_bytes(array(&c[10..14])),
+        })
+        .collect())
 }
 
 /// The fixed part of a record, parsed without touching the readings (for replay and routing).
@@ -189,6 +248,7 @@ pub struct RecordHeader<'a> {
     pub utc_offset_ms: i64,
     /// Number of readings.
     pub count: u16,
+    format: u8,
     readings_at: usize,
 }
 
@@ -199,24 +259,42 @@ fn array<const N: usize>(s: &[u8]) -> [u8; N] {
 }
 
 impl<'a> RecordHeader<'a> {
-    /// Parses the header of a stored record.
+    /// Parses the header of a stored record (either format).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, CorruptRecord> {
         let (&format, rest) = bytes.split_first().ok_or(CorruptRecord)?;
         let (&n, rest) = rest.split_first().ok_or(CorruptRecord)?;
-        if format != RECORD_FORMAT || rest.len() < n as usize + 26 {
-            return Err(CorruptRecord);
+        let (device, mut f) = rest.split_at_checked(usize::from(n)).ok_or(CorruptRecord)?;
+        let device = std::str::from_utf8(device).map_err(|_| CorruptRecord)?;
+        match format {
+            RECORD_FORMAT => {
+                let boot = u32::try_from(varint::take(&mut f)?).map_err(|_| CorruptRecord)?;
+                let first_seq = u32::try_from(varint::take(&mut f)?).map_err(|_| CorruptRecord)?;
+                let received_ms = varint::take_signed(&mut f)?;
+                let uptime_ms = varint::take_signed(&mut f)?;
+                let count = u16::try_from(varint::take(&mut f)?).map_err(|_| CorruptRecord)?;
+                Ok(Self {
+                    device,
+                    boot,
+                    first_seq,
+                    received_ms,
+                    utc_offset_ms: received_ms.wrapping_sub(uptime_ms),
+                    count,
+                    format,
+                    readings_at: bytes.len() - f.len(),
+                })
+            }
+            RECORD_FORMAT_FIXED if f.len() >= FIXED_HEADER_LEN => Ok(Self {
+                device,
+                boot: u32::from_le_bytes(array(&f[0..4])),
+                first_seq: u32::from_le_bytes(array(&f[4..8])),
+                received_ms: i64::from_le_bytes(array(&f[8..16])),
+                utc_offset_ms: i64::from_le_bytes(array(&f[16..24])),
+                count: u16::from_le_bytes(array(&f[24..26])),
+                format,
+                readings_at: 2 + usize::from(n) + FIXED_HEADER_LEN,
+            }),
+            _ => Err(CorruptRecord),
         }
-        let device = std::str::from_utf8(&rest[..n as usize]).map_err(|_| CorruptRecord)?;
-        let f = &rest[n as usize..];
-        Ok(Self {
-            device,
-            boot: u32::from_le_bytes(array(&f[0..4])),
-            first_seq: u32::from_le_bytes(array(&f[4..8])),
-            received_ms: i64::from_le_bytes(array(&f[8..16])),
-            utc_offset_ms: i64::from_le_bytes(array(&f[16..24])),
-            count: u16::from_le_bytes(array(&f[24..26])),
-            readings_at: 2 + n as usize + 26,
-        })
     }
 
     /// Sequence number after the last reading.
@@ -296,7 +374,8 @@ mod tests {
     fn record_round_trips_and_header_agrees() {
         let mut bytes = Vec::new();
         record().encode_into(&mut bytes);
-        assert_eq!(bytes.len(), 2 + 6 + 26 + 28);
+        // format, id, boot 1, first_seq 1, received_ms 6, uptime 3, count 1, 2 x (t 2 + 6).
+        assert_eq!(bytes.len(), 2 + 6 + 12 + 16);
         assert_eq!(BatchRecord::decode(&bytes), Ok(record()));
         let h = RecordHeader::decode(&bytes).expect("header");
         assert_eq!(
@@ -304,6 +383,54 @@ mod tests {
             ("node-1", 3, 40, 2, 42)
         );
         assert_eq!(record().utc_ms(&record().readings[1]), 1_763_999_002_000);
+    }
+
+    /// A record as the first layout wrote it (format 1, fixed width): still read.
+    fn fixed_width_bytes(r: &BatchRecord) -> Vec<u8> {
+        let mut b = vec![RECORD_FORMAT_FIXED, r.device.len() as u8];
+        b.extend_from_slice(r.device.as_bytes());
+        b.extend_from_slice(&r.boot.to_le_bytes());
+        b.extend_from_slice(&r.first_seq.to_le_bytes());
+        b.extend_from_slice(&r.received_ms.to_le_bytes());
+        b.extend_from_slice(&r.utc_offset_ms.to_le_bytes());
+        b.extend_from_slice(&(r.readings.len() as u16).to_le_bytes());
+        for x in &r.readings {
+            b.extend_from_slice(&x.t_ms.to_le_bytes());
+            b.extend_from_slice(&[x.channel, x.kind]);
+            b.extend_from_slice(&x.value.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn format_1_records_still_decode() {
+        let bytes = fixed_width_bytes(&record());
+        assert_eq!(bytes.len(), 2 + 6 + 26 + 28);
+        assert_eq!(BatchRecord::decode(&bytes), Ok(record()));
+        let h = RecordHeader::decode(&bytes).expect("header");
+        assert_eq!((h.received_ms, h.count), (record().received_ms, 2));
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                BatchRecord::decode(&bytes[..cut]),
+                Err(CorruptRecord),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_values_round_trip() {
+        let mut r = record();
+        r.boot = u32::MAX;
+        r.first_seq = u32::MAX - 1;
+        r.received_ms = i64::MIN;
+        r.utc_offset_ms = i64::MAX;
+        r.readings[0].t_ms = u64::MAX;
+        r.readings[1].t_ms = 0;
+        r.readings[1].value = f32::MIN_POSITIVE;
+        let mut bytes = Vec::new();
+        r.encode_into(&mut bytes);
+        assert_eq!(BatchRecord::decode(&bytes), Ok(r));
     }
 
     #[test]
@@ -317,6 +444,20 @@ mod tests {
                 "cut {cut}"
             );
         }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(BatchRecord::decode(&longer), Err(CorruptRecord));
+        // Every single-byte change decodes to something or to an error, never a panic.
+        for at in 0..bytes.len() {
+            for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut changed = bytes.clone();
+                changed[at] = value;
+                let _ = BatchRecord::decode(&changed);
+            }
+        }
+        bytes[0] = 3;
+        assert_eq!(BatchRecord::decode(&bytes), Err(CorruptRecord));
+        bytes[0] = RECORD_FORMAT;
         bytes[1] = 200;
         assert_eq!(BatchRecord::decode(&bytes), Err(CorruptRecord));
     }

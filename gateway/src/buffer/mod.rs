@@ -16,6 +16,7 @@ pub mod layout;
 pub mod metrics;
 pub mod sequencer;
 pub mod store;
+mod varint;
 pub mod writer;
 
 pub use config::{BufferConfig, FullPolicy, RetentionAction, ValidBufferConfig};

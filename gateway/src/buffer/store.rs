@@ -5,7 +5,8 @@ use super::error::{OpenError, ReadError};
 use super::fresh::{FreshEntry, FreshFeed};
 use super::layout::{
     BatchRecord, DEVICES, DeviceState, LAYOUT_VERSION, LOG, META, META_BUFFERED_BYTES,
-    META_BUFFERED_READINGS, META_CHECKPOINT_LOG_ID, META_LAYOUT_VERSION, RecordHeader,
+    META_BUFFERED_READINGS, META_CHECKPOINT_LOG_ID, META_LAYOUT_VERSION, META_TOTALS_LOG_ID,
+    RecordHeader,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub struct Recovered {
     pub next_log_id: u64,
     /// The highest log id the stored checkpoint reflects (0 with none).
     pub checkpoint_log_id: u64,
+    /// The highest log id the stored totals reflect.
+    pub totals_log_id: u64,
     /// Readings in the log.
     pub buffered_readings: u64,
     /// Record bytes in the log.
@@ -154,7 +157,7 @@ impl Buffer {
         &self.shared.fresh
     }
 
-    /// Committed totals.
+    /// Committed totals: the stored ones plus the entries appended after them.
     pub fn stats(&self) -> Result<BufferStats, ReadError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
@@ -166,9 +169,17 @@ impl Buffer {
             Some((_, v)) => Some(RecordHeader::decode(v.value())?.received_ms),
             None => None,
         };
+        let (mut readings, mut bytes) = (get(META_BUFFERED_READINGS)?, get(META_BUFFERED_BYTES)?);
+        if let Some(through) = meta.get(META_TOTALS_LOG_ID)?.map(|v| v.value()) {
+            for entry in log.range(through.saturating_add(1)..)? {
+                let (_, v) = entry?;
+                readings += u64::from(RecordHeader::decode(v.value())?.count);
+                bytes += v.value().len() as u64;
+            }
+        }
         Ok(BufferStats {
-            readings: get(META_BUFFERED_READINGS)?,
-            bytes: get(META_BUFFERED_BYTES)?,
+            readings,
+            bytes,
             records: log.len()?,
             oldest_received_ms: oldest,
         })
@@ -210,7 +221,7 @@ fn initialise(db: &Database) -> Result<(), OpenError> {
         }
     };
     match found {
-        Some(LAYOUT_VERSION) => Ok(()),
+        Some(LAYOUT_VERSION) => add_totals_log_id(db),
         Some(other) => Err(OpenError::LayoutVersion {
             found: other,
             expected: LAYOUT_VERSION,
@@ -221,6 +232,8 @@ fn initialise(db: &Database) -> Result<(), OpenError> {
                 let mut meta = txn.open_table(META).map_err(ReadError::from)?;
                 meta.insert(META_LAYOUT_VERSION, LAYOUT_VERSION)
                     .map_err(ReadError::from)?;
+                meta.insert(META_TOTALS_LOG_ID, 0)
+                    .map_err(ReadError::from)?;
                 txn.open_table(LOG).map_err(ReadError::from)?;
                 txn.open_table(DEVICES).map_err(ReadError::from)?;
             }
@@ -230,6 +243,35 @@ fn initialise(db: &Database) -> Result<(), OpenError> {
     }
 }
 
+/// Gives a file written before `meta.totals_log_id` existed the key. Such a file's totals were
+/// written by every commit, so they reflect the whole log.
+fn add_totals_log_id(db: &Database) -> Result<(), OpenError> {
+    let has_key = {
+        let txn = db.begin_read().map_err(ReadError::from)?;
+        let meta = txn.open_table(META).map_err(ReadError::from)?;
+        meta.get(META_TOTALS_LOG_ID)
+            .map_err(ReadError::from)?
+            .is_some()
+    };
+    if has_key {
+        return Ok(());
+    }
+    let txn = db.begin_write().map_err(ReadError::from)?;
+    {
+        let last = txn
+            .open_table(LOG)
+            .map_err(ReadError::from)?
+            .last()
+            .map_err(ReadError::from)?
+            .map_or(0, |(k, _)| k.value());
+        let mut meta = txn.open_table(META).map_err(ReadError::from)?;
+        meta.insert(META_TOTALS_LOG_ID, last)
+            .map_err(ReadError::from)?;
+    }
+    txn.commit().map_err(ReadError::from)?;
+    Ok(())
+}
+
 /// Loads the checkpoint and replays the log entries written after it.
 fn recover(db: &Database) -> Result<Recovered, ReadError> {
     let txn = db.begin_read()?;
@@ -237,6 +279,7 @@ fn recover(db: &Database) -> Result<Recovered, ReadError> {
     let get = |k| -> Result<u64, ReadError> { Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0)) };
     let mut r = Recovered {
         checkpoint_log_id: get(META_CHECKPOINT_LOG_ID)?,
+        totals_log_id: get(META_TOTALS_LOG_ID)?,
         buffered_readings: get(META_BUFFERED_READINGS)?,
         buffered_bytes: get(META_BUFFERED_BYTES)?,
         ..Recovered::default()
@@ -252,12 +295,22 @@ fn recover(db: &Database) -> Result<Recovered, ReadError> {
         r.oldest_received_ms = Some(RecordHeader::decode(v.value())?.received_ms);
     }
     let last_id = log.last()?.map(|(k, _)| k.value());
-    for entry in log.range(r.checkpoint_log_id.saturating_add(1)..)? {
-        let (_, v) = entry?;
+    // Normally `totals_log_id >= checkpoint_log_id` (the writer stores the totals with every
+    // checkpoint), so this is the replay alone; replaying an entry the checkpoint already
+    // reflects changes nothing.
+    let from = r.checkpoint_log_id.min(r.totals_log_id).saturating_add(1);
+    for entry in log.range(from..)? {
+        let (k, v) = entry?;
         let h = RecordHeader::decode(v.value())?;
         let state = r.states.entry(h.device.to_owned()).or_default();
         advance(state, &h);
-        r.replayed += 1;
+        if k.value() > r.checkpoint_log_id {
+            r.replayed += 1;
+        }
+        if k.value() > r.totals_log_id {
+            r.buffered_readings += u64::from(h.count);
+            r.buffered_bytes += v.value().len() as u64;
+        }
     }
     // Ids never go back, even when the log was emptied: replay relies on ids above the
     // checkpoint being newer than it.
@@ -274,5 +327,116 @@ fn advance(state: &mut DeviceState, h: &RecordHeader<'_>) {
         state.boot = h.boot;
         state.next_seq = h.end_seq();
         state.last_seen_ms = state.last_seen_ms.max(h.received_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::layout::RecordReading;
+    use redb::ReadableTableMetadata;
+
+    fn record(device: &str, first_seq: u32, readings: usize) -> Vec<u8> {
+        let r = BatchRecord {
+            device: device.into(),
+            boot: 1,
+            first_seq,
+            received_ms: 1_764_000_000_000,
+            utc_offset_ms: 1_763_999_000_000,
+            readings: (0..readings)
+                .map(|i| RecordReading {
+                    t_ms: 1_000 * i as u64,
+                    channel: 0,
+                    kind: 0,
+                    value: 1.5,
+                })
+                .collect(),
+        };
+        let mut bytes = Vec::new();
+        r.encode_into(&mut bytes);
+        bytes
+    }
+
+    /// Writes `entries` into a new file with the given meta keys, as a writer would have left
+    /// it (without going through one).
+    fn file_with(dir: &Path, entries: &[(u64, Vec<u8>)], meta: &[(&str, u64)]) -> PathBuf {
+        let path = dir.join("buffer.redb");
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut log = txn.open_table(LOG).expect("log");
+            for (id, bytes) in entries {
+                log.insert(*id, bytes.as_slice()).expect("insert");
+            }
+            txn.open_table(DEVICES).expect("devices");
+            let mut m = txn.open_table(META).expect("meta");
+            for (k, v) in meta {
+                m.insert(*k, *v).expect("meta insert");
+            }
+        }
+        txn.commit().expect("commit");
+        path
+    }
+
+    #[test]
+    fn totals_count_the_entries_appended_after_they_were_written() {
+        let dir = tempfile::tempdir().expect("dir");
+        let entries: Vec<(u64, Vec<u8>)> = (1..=5)
+            .map(|id| (id, record("node-1", 10 * id as u32, id as usize)))
+            .collect();
+        let (first_two_readings, first_two_bytes) =
+            (3, (entries[0].1.len() + entries[1].1.len()) as u64);
+        // Totals written with entry 2; entries 3..=5 were appended by commits that did not
+        // write them (no delete, no checkpoint), then the process died.
+        let path = file_with(
+            dir.path(),
+            &entries,
+            &[
+                (META_LAYOUT_VERSION, LAYOUT_VERSION),
+                (META_BUFFERED_READINGS, first_two_readings),
+                (META_BUFFERED_BYTES, first_two_bytes),
+                (META_TOTALS_LOG_ID, 2),
+                (META_CHECKPOINT_LOG_ID, 2),
+            ],
+        );
+        let all_bytes: u64 = entries.iter().map(|(_, b)| b.len() as u64).sum();
+        let (buffer, recovered) = Buffer::open(&path).expect("opens");
+        assert_eq!(
+            (recovered.buffered_readings, recovered.buffered_bytes),
+            (15, all_bytes)
+        );
+        assert_eq!(recovered.replayed, 3);
+        let stats = buffer.stats().expect("stats");
+        assert_eq!(
+            (stats.readings, stats.bytes, stats.records),
+            (15, all_bytes, 5)
+        );
+    }
+
+    #[test]
+    fn a_file_from_before_the_totals_key_keeps_its_totals() {
+        let dir = tempfile::tempdir().expect("dir");
+        let entries: Vec<(u64, Vec<u8>)> = (1..=3).map(|id| (id, record("n", 1, 2))).collect();
+        let bytes: u64 = entries.iter().map(|(_, b)| b.len() as u64).sum();
+        // Every commit of the old writer wrote the totals; there is no `totals_log_id`.
+        let path = file_with(
+            dir.path(),
+            &entries,
+            &[
+                (META_LAYOUT_VERSION, LAYOUT_VERSION),
+                (META_BUFFERED_READINGS, 6),
+                (META_BUFFERED_BYTES, bytes),
+            ],
+        );
+        let (buffer, recovered) = Buffer::open(&path).expect("opens");
+        assert_eq!(
+            (recovered.buffered_readings, recovered.buffered_bytes),
+            (6, bytes)
+        );
+        assert_eq!(recovered.totals_log_id, 3, "the key is added at open");
+        assert_eq!(buffer.stats().expect("stats").readings, 6);
+        let db = buffer.db().expect("db");
+        let txn = db.begin_read().expect("read");
+        assert_eq!(txn.open_table(LOG).expect("log").len().expect("len"), 3);
     }
 }

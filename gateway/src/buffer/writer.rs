@@ -18,7 +18,7 @@ use super::error::WriteError;
 use super::fresh::FreshEntry;
 use super::layout::{
     BatchRecord, DEVICES, DeviceState, LOG, META, META_BUFFERED_BYTES, META_BUFFERED_READINGS,
-    META_CHECKPOINT_LOG_ID, RecordHeader, RecordReading,
+    META_CHECKPOINT_LOG_ID, META_TOTALS_LOG_ID, RecordHeader, RecordReading, TOTALS_EVERY_ENTRIES,
 };
 use super::metrics::BufferMetrics;
 use super::sequencer::{self, BatchSeq};
@@ -213,6 +213,8 @@ struct Writer {
     dirty: HashSet<String>,
     next_log_id: u64,
     checkpoint_log_id: u64,
+    /// `meta.totals_log_id` as committed.
+    totals_log_id: u64,
     last_checkpoint: Instant,
     buffered_readings: u64,
     buffered_bytes: u64,
@@ -268,6 +270,8 @@ struct Outcome {
     delivered: Vec<u64>,
     deleted: Vec<u64>,
     checkpointed: bool,
+    /// The commit wrote the totals to `meta`.
+    totals_written: bool,
     next_log_id: u64,
     buffered_readings: u64,
     buffered_bytes: u64,
@@ -298,6 +302,7 @@ impl Writer {
             dirty: HashSet::new(),
             next_log_id: 0,
             checkpoint_log_id: 0,
+            totals_log_id: 0,
             last_checkpoint: Instant::now(),
             buffered_readings: 0,
             buffered_bytes: 0,
@@ -323,6 +328,7 @@ impl Writer {
         // Never below ids already handed out (a failed group burns its ids).
         self.next_log_id = self.next_log_id.max(r.next_log_id);
         self.checkpoint_log_id = r.checkpoint_log_id;
+        self.totals_log_id = r.totals_log_id;
         self.buffered_readings = r.buffered_readings;
         self.buffered_bytes = r.buffered_bytes;
         self.oldest_received_ms = r.oldest_received_ms;
@@ -601,12 +607,17 @@ impl Writer {
             }
             o.checkpointed = true;
         }
-        {
+        let last_id = o.next_log_id.saturating_sub(1);
+        o.totals_written = o.checkpointed
+            || !o.deleted.is_empty()
+            || last_id.saturating_sub(self.totals_log_id) >= TOTALS_EVERY_ENTRIES;
+        if o.totals_written {
             let mut meta = txn.open_table(META)?;
             meta.insert(META_BUFFERED_READINGS, o.buffered_readings)?;
             meta.insert(META_BUFFERED_BYTES, o.buffered_bytes)?;
+            meta.insert(META_TOTALS_LOG_ID, last_id)?;
             if o.checkpointed {
-                meta.insert(META_CHECKPOINT_LOG_ID, o.next_log_id.saturating_sub(1))?;
+                meta.insert(META_CHECKPOINT_LOG_ID, last_id)?;
             }
         }
         txn.commit()?;
@@ -733,6 +744,9 @@ impl Writer {
             self.dirty.clear();
             self.checkpoint_log_id = o.next_log_id.saturating_sub(1);
             self.last_checkpoint = Instant::now();
+        }
+        if o.totals_written {
+            self.totals_log_id = o.next_log_id.saturating_sub(1);
         }
         self.next_log_id = o.next_log_id;
         self.buffer.fresh().set_committed_end(self.next_log_id);

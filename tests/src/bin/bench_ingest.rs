@@ -163,15 +163,18 @@ fn site() -> Result<()> {
     )?;
     // Warm up: connections, first commits, page cache.
     std::thread::sleep(Duration::from_secs(20));
-    let (w0, p0) = (
+    let (w0, p0, c0) = (
         proc_field(pid, "io", "write_bytes:").unwrap_or(0),
         gw.metric("gateway_ingest_payload_bytes_total")?,
+        gw.metric("gateway_buffer_commits_total")?,
     );
+    let rss0_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(60));
-    let (w1, p1) = (
+    let (w1, p1, c1) = (
         proc_field(pid, "io", "write_bytes:").unwrap_or(0),
         gw.metric("gateway_ingest_payload_bytes_total")?,
+        gw.metric("gateway_buffer_commits_total")?,
     );
     let rss_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
     let hwm_kb = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
@@ -180,13 +183,18 @@ fn site() -> Result<()> {
     let v: Value =
         serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}\n{stderr}"))?;
     let payload = p1 - p0;
+    let commits = (c1 - c0).max(1.0);
     println!(
-        "| typical site, 1,000 devices x 1 reading/s, 1 reading/batch | RSS {:.1} MiB (peak {:.1} MiB) | {:.2} disk bytes written per payload byte ({:.0} KB/s written for {:.0} KB/s payload) | ack p50 {:.0} ms p99 {:.0} ms |",
+        "| typical site, 1,000 devices x 1 reading/s, 1 reading/batch | RSS {:.1} MiB (peak {:.1} MiB; {:.1} MiB after warm-up) | {:.2} disk bytes written per payload byte ({:.0} KB/s written for {:.0} KB/s payload; {:.0} commits, {:.1} KB written and {:.1} KB payload per commit) | ack p50 {:.0} ms p99 {:.0} ms |",
         rss_kb as f64 / 1024.0,
         hwm_kb as f64 / 1024.0,
+        rss0_kb as f64 / 1024.0,
         (w1 - w0) as f64 / payload.max(1.0),
         (w1 - w0) as f64 / 1000.0 / window,
         payload / 1000.0 / window,
+        commits,
+        (w1 - w0) as f64 / 1000.0 / commits,
+        payload / 1000.0 / commits,
         num(&v, "ack_latency_p50_ms"),
         num(&v, "ack_latency_p99_ms")
     );

@@ -70,13 +70,19 @@ pub struct BufferStats {
     pub oldest_received_ms: Option<i64>,
 }
 
+/// redb's page cache: read cache and, up to half of it, the write buffer of a commit (larger
+/// commits flush completed pages early). New entries reach the forwarder through the fresh feed,
+/// not the cache, so it mostly serves backlog scans, which read in id order. 4 MiB is a tenth
+/// of the memory a 1,000-device site may use (48 MiB, `docs/benchmarks.md`).
+const CACHE_BYTES: usize = 4 << 20;
+
 fn open_database(path: &Path) -> Result<Database, OpenError> {
     let db_error = |source| OpenError::Database {
         path: path.to_owned(),
         source: Box::new(source),
     };
     let db = Database::builder()
-        .set_cache_size(8 << 20)
+        .set_cache_size(CACHE_BYTES)
         .create(path)
         .map_err(db_error)?;
     Ok(db)

@@ -37,9 +37,11 @@ pub struct EmbeddedConfig {
     /// Most simultaneous client connections. rumqttd sizes its connection tables by this
     /// at start, so it costs memory even when unused.
     pub max_connections: usize,
-    /// Bytes of messages the broker keeps in memory for the gateway's reader. When the reader
-    /// lags further, the broker drops messages silently; devices then resend (they are not
-    /// acked), so this bounds memory, not safety.
+    /// Topic and payload bytes of the messages the broker keeps in memory for the gateway's
+    /// reader (resident memory is ~4x: rumqttd keeps read messages until this is full, with
+    /// ~230 bytes of bookkeeping each). When the reader lags further, the broker drops
+    /// messages silently; devices then resend (they are not acked), so this bounds memory, not
+    /// safety.
     pub broker_log_bytes: usize,
     /// Per-device credentials file (TOML, see README). Without it any client may connect.
     pub credentials_file: Option<PathBuf>,
@@ -77,7 +79,7 @@ impl Default for EmbeddedConfig {
             mqtt5_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt311_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1884))),
             max_connections: 2_000,
-            broker_log_bytes: 4 << 20,
+            broker_log_bytes: 1 << 20,
             credentials_file: None,
         }
     }

@@ -32,6 +32,9 @@ pub struct CommitPolicy {
 /// Ratio between the rate where the high-load wait applies and `low_load_bytes_per_sec`.
 const HIGH_LOAD_FACTOR: f64 = 2.0;
 
+/// The step window in units of `max_commit_delay` (see [`CommitPolicy::step_window`]).
+const STEP_WINDOW_FACTOR: u32 = 4;
+
 impl CommitPolicy {
     /// How long the oldest waiting reading may wait at `bytes_per_sec`.
     pub fn wait_for(&self, bytes_per_sec: f64) -> Duration {
@@ -49,12 +52,20 @@ impl CommitPolicy {
         slow.mul_f64(ratio.powf(position)).max(fast)
     }
 
-    /// The load to decide on: the long-run estimate, or, once the group is older than the
-    /// high-load wait and data is still arriving, the group's own arrival rate if that is
-    /// higher. So a sustained load step is answered within `max_commit_delay` instead of after
-    /// the estimate has caught up, while a burst (devices in lockstep, a fleet resending after
-    /// a restart) that is over is not mistaken for high load, and a quiet site is never judged
-    /// on a window too short to be meaningful.
+    /// How long a group's own arrival rate must last before it counts as a load step:
+    /// [`STEP_WINDOW_FACTOR`] times `max_commit_delay` (100 ms by default). Shorter bursts
+    /// (a fleet ticking in lockstep, 1,000 devices within a few tens of ms every second) are
+    /// over by then and leave the slow, low-wear interval alone.
+    pub fn step_window(&self) -> Duration {
+        self.max_commit_delay * STEP_WINDOW_FACTOR
+    }
+
+    /// The load to decide on: the long-run estimate, or, once the group is older than
+    /// [`Self::step_window`] and data is still arriving, the group's own arrival rate if that
+    /// is higher. So a sustained load step is answered within the step window instead of after
+    /// the estimate has caught up (the writer then raises the estimate to it, see
+    /// [`RateEstimator::raise_to`]), while a burst that is over is not mistaken for high load,
+    /// and a quiet site is never judged on a window too short to be meaningful.
     pub fn load(
         &self,
         estimate: f64,
@@ -63,7 +74,7 @@ impl CommitPolicy {
         since_last_arrival: Duration,
     ) -> f64 {
         let ongoing = since_last_arrival < self.max_commit_delay / 2;
-        if ongoing && age >= self.max_commit_delay && !age.is_zero() {
+        if ongoing && age >= self.step_window() && !age.is_zero() {
             estimate.max(pending_bytes as f64 / age.as_secs_f64())
         } else {
             estimate
@@ -71,12 +82,12 @@ impl CommitPolicy {
     }
 
     /// How long to wait before deciding again on a group of this `age`: until the policy's
-    /// wait runs out, but no later than when the group reaches `max_commit_delay` (when
+    /// wait runs out, but no later than when the group reaches the step window (when
     /// [`Self::load`] starts counting the group's own rate).
     pub fn recheck_in(&self, bytes_per_sec: f64, age: Duration) -> Duration {
         let wait = self.wait_for(bytes_per_sec).saturating_sub(age);
-        match self.max_commit_delay.checked_sub(age) {
-            Some(until_fast) if !until_fast.is_zero() => wait.min(until_fast),
+        match self.step_window().checked_sub(age) {
+            Some(until_step) if !until_step.is_zero() => wait.min(until_step),
             _ => wait,
         }
     }
@@ -109,6 +120,14 @@ impl RateEstimator {
     /// The current estimate.
     pub fn bytes_per_sec(&self) -> f64 {
         self.bytes_per_sec
+    }
+
+    /// Takes a load step the policy recognised (a rate sustained over its step window) at
+    /// once, instead of converging on it over seconds while every group waits for the window.
+    pub fn raise_to(&mut self, bytes_per_sec: f64) {
+        if bytes_per_sec.is_finite() {
+            self.bytes_per_sec = self.bytes_per_sec.max(bytes_per_sec);
+        }
     }
 }
 
@@ -156,29 +175,42 @@ mod tests {
     }
 
     #[test]
-    fn a_load_step_is_answered_within_the_fast_wait() {
+    fn a_load_step_is_answered_within_the_step_window() {
         let p = policy();
         let ms = Duration::from_millis;
-        // The long-run estimate still says idle, but 12 KB arrived in 25 ms (480 KB/s).
+        assert_eq!(p.step_window(), ms(100));
+        // The long-run estimate still says idle, but 48 KB arrived in 100 ms (480 KB/s).
         assert_eq!(
-            p.load(0.0, 12_000, ms(10), ms(0)),
+            p.load(0.0, 12_000, ms(25), ms(0)),
             0.0,
             "too early to judge the group"
         );
-        let load = p.load(0.0, 12_000, ms(25), ms(1));
-        assert!(p.should_commit(12_000, ms(25), load));
+        let load = p.load(0.0, 48_000, ms(100), ms(1));
+        assert!(p.should_commit(48_000, ms(100), load));
         // The same bytes as a burst that ended 20 ms ago: not a load step.
-        let burst = p.load(0.0, 12_000, ms(25), ms(20));
-        assert!(!p.should_commit(12_000, ms(25), burst));
+        let burst = p.load(0.0, 48_000, ms(100), ms(20));
+        assert!(!p.should_commit(48_000, ms(100), burst));
         assert_eq!(
             p.recheck_in(0.0, ms(10)),
-            ms(15),
-            "re-decide when the group is 25 ms old"
+            ms(90),
+            "re-decide when the group is 100 ms old"
         );
-        // A quiet site: 1.2 KB in 25 ms (48 KB/s) keeps waiting for the slow interval.
-        let load = p.load(0.0, 1_200, ms(25), ms(1));
-        assert!(!p.should_commit(1_200, ms(25), load));
-        assert_eq!(p.recheck_in(load, ms(25)), ms(725));
+        // A quiet site: 4.8 KB in 100 ms (48 KB/s) keeps waiting for the slow interval.
+        let load = p.load(0.0, 4_800, ms(100), ms(1));
+        assert!(!p.should_commit(4_800, ms(100), load));
+        assert_eq!(p.recheck_in(load, ms(100)), ms(650));
+    }
+
+    #[test]
+    fn a_recognised_step_raises_the_estimate_at_once() {
+        let mut r = RateEstimator::default();
+        r.observe(1_000, Duration::from_secs(1));
+        r.raise_to(480_000.0);
+        assert_eq!(r.bytes_per_sec(), 480_000.0);
+        r.raise_to(1.0);
+        assert_eq!(r.bytes_per_sec(), 480_000.0, "never lowers");
+        r.raise_to(f64::NAN);
+        assert_eq!(r.bytes_per_sec(), 480_000.0);
     }
 
     #[test]

@@ -102,11 +102,11 @@ pub struct RecordReading {
 /// | `received_ms` | zigzag |
 /// | `received_ms - utc_offset_ms` (wrapping; about the device's uptime) | zigzag |
 /// | reading count `c` (1..=128) | varint (u16) |
-/// | `c` readings: `t_ms` minus the previous reading's (the first: minus 0), wrapping | zigzag |
+/// | `c` readings: `t_ms` minus the previous reading's (the first: minus `received_ms - utc_offset_ms`, the device's uptime at arrival, so a reading's age), wrapping | zigzag |
 /// | then `channel`, `kind` | u8, u8 |
 /// | then `value` | f32 little-endian |
 ///
-/// A one-reading record of an 8-character device is ~34 bytes (format 1: 50), which is most
+/// A one-reading record of an 8-character device is ~32 bytes (format 1: 50), which is most
 /// of what a commit writes at a typical site (see `docs/benchmarks.md`, SD-card wear).
 ///
 /// Format 1 (little-endian, fixed width): format u8, `n` u8, device, `boot` u32, `first_seq`
@@ -163,10 +163,11 @@ impl BatchRecord {
         out.extend_from_slice(self.device.as_bytes());
         varint::put(out, u64::from(self.boot));
         varint::put(out, u64::from(self.first_seq));
+        let uptime_ms = self.received_ms.wrapping_sub(self.utc_offset_ms);
         varint::put_signed(out, self.received_ms);
-        varint::put_signed(out, self.received_ms.wrapping_sub(self.utc_offset_ms));
+        varint::put_signed(out, uptime_ms);
         varint::put(out, self.readings.len() as u64);
-        let mut previous_t = 0u64;
+        let mut previous_t = uptime_ms as u64;
         for r in &self.readings {
             varint::put_signed(out, r.t_ms.wrapping_sub(previous_t) as i64);
             previous_t = r.t_ms;
@@ -182,7 +183,10 @@ impl BatchRecord {
         let body = bytes.get(header.readings_at..).ok_or(CorruptRecord)?;
         let readings = match header.format {
             RECORD_FORMAT_FIXED => decode_fixed_readings(body, header.count)?,
-            _ => decode_readings(body, header.count)?,
+            _ => {
+                let uptime_ms = header.received_ms.wrapping_sub(header.utc_offset_ms);
+                decode_readings(body, header.count, uptime_ms as u64)?
+            }
         };
         Ok(Self {
             device: header.device.to_owned(),
@@ -195,10 +199,15 @@ impl BatchRecord {
     }
 }
 
-/// Format-2 readings: exactly `count` of them and nothing after.
-fn decode_readings(mut body: &[u8], count: u16) -> Result<Vec<RecordReading>, CorruptRecord> {
+/// Format-2 readings: exactly `count` of them and nothing after; the first reading's time is
+/// relative to `uptime_ms`.
+fn decode_readings(
+    mut body: &[u8],
+    count: u16,
+    uptime_ms: u64,
+) -> Result<Vec<RecordReading>, CorruptRecord> {
     let mut readings = Vec::with_capacity(usize::from(count));
-    let mut previous_t = 0u64;
+    let mut previous_t = uptime_ms;
     for _ in 0..count {
         let delta = varint::take_signed(&mut body)?;
         let (fixed, rest) = body.split_at_checked(6).ok_or(CorruptRecord)?;
@@ -374,8 +383,9 @@ mod tests {
     fn record_round_trips_and_header_agrees() {
         let mut bytes = Vec::new();
         record().encode_into(&mut bytes);
-        // format, id, boot 1, first_seq 1, received_ms 6, uptime 3, count 1, 2 x (t 2 + 6).
-        assert_eq!(bytes.len(), 2 + 6 + 12 + 16);
+        // format, id, boot 1, first_seq 1, received_ms 6, uptime 3, count 1, then readings:
+        // age -999,000 ms (3), 6; delta 1,000 ms (2), 6.
+        assert_eq!(bytes.len(), 2 + 6 + 12 + 17);
         assert_eq!(BatchRecord::decode(&bytes), Ok(record()));
         let h = RecordHeader::decode(&bytes).expect("header");
         assert_eq!(

@@ -373,6 +373,9 @@ impl Writer {
                     .policy
                     .load(self.rate_now(), group.bytes, age, since_last);
                 if self.policy.should_commit(group.bytes, age, load) {
+                    // A step recognised on the group's own rate: later groups need not wait
+                    // for the step window again.
+                    self.rate.raise_to(load);
                     // What already waits in the queue joins this commit: it would only wait
                     // for the next one. Without this, a backlog (every batch arriving
                     // already older than the commit delay) made one commit per batch, the

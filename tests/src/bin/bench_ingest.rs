@@ -153,7 +153,7 @@ fn site() -> Result<()> {
             "--rate",
             "1",
             "--duration",
-            "100",
+            "220",
             "--batch-max",
             "1",
             "--drain-timeout",
@@ -161,8 +161,9 @@ fn site() -> Result<()> {
             "--json",
         ],
     )?;
-    // Warm up: connections, first commits, page cache.
-    std::thread::sleep(Duration::from_secs(20));
+    // Warm up: connections, first commits, the broker's log and redb's cache filling (memory
+    // keeps rising for the first minute or two; the resident size reported is the steady one).
+    std::thread::sleep(Duration::from_secs(60));
     let (w0, p0, c0) = (
         proc_field(pid, "io", "write_bytes:").unwrap_or(0),
         gw.metric("gateway_ingest_payload_bytes_total")?,
@@ -170,7 +171,7 @@ fn site() -> Result<()> {
     );
     let rss0_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(120));
     let (w1, p1, c1) = (
         proc_field(pid, "io", "write_bytes:").unwrap_or(0),
         gw.metric("gateway_ingest_payload_bytes_total")?,

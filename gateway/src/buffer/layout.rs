@@ -314,39 +314,85 @@ impl<'a> RecordHeader<'a> {
 
 /// Per-device dedupe state (see [`super::sequencer`]).
 ///
-/// Encoding: `boot` u32, `next_seq` u32, `last_seen_ms` i64, little-endian (16 bytes).
+/// Encoding: `boot` u32, `next_seq` u32, `last_seen_ms` i64, then `previous.boot` u32 and
+/// `previous.next_seq` u32, little-endian (24 bytes; files written before the previous boot
+/// was kept have 16, read with no previous boot). The boot candidate is kept in memory only:
+/// after a restart it is counted again from zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceState {
-    /// Latest boot seen from the device.
+    /// The device's current boot (see [`super::sequencer`] for how it may move).
     pub boot: u32,
     /// Next sequence number expected in `boot`; every `seq < next_seq` is stored or settled.
     pub next_seq: u32,
     /// Gateway UTC ms of the last batch that stored readings.
     pub last_seen_ms: i64,
+    /// The boot before `boot`, where it stood when the device left it (`None`: no switch yet).
+    pub previous: Option<BootPosition>,
+    /// A boot the sequencer did not adopt (older, or too far ahead), and how many batches in a
+    /// row have claimed it with none of `boot` in between. Not persisted.
+    pub candidate: BootCandidate,
+}
+
+/// A boot and its next expected sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootPosition {
+    /// The boot.
+    pub boot: u32,
+    /// Every `seq < next_seq` of that boot is stored or settled.
+    pub next_seq: u32,
+}
+
+/// Batches in a row that claimed a boot the sequencer has not adopted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootCandidate {
+    /// The claimed boot.
+    pub boot: u32,
+    /// How many batches in a row claimed it (0: no candidate).
+    pub batches: u32,
 }
 
 impl DeviceState {
     /// Encoded length in bytes.
-    pub const LEN: usize = 16;
+    pub const LEN: usize = 24;
+    /// Encoded length before the previous boot was kept.
+    const LEN_V1: usize = 16;
 
-    /// Encodes into the fixed layout.
+    /// Encodes into the fixed layout. No previous boot is stored as `next_seq = u32::MAX`
+    /// with boot equal to the current one (a position the sequencer never records).
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let previous = self.previous.unwrap_or(BootPosition {
+            boot: self.boot,
+            next_seq: u32::MAX,
+        });
         let mut b = [0u8; Self::LEN];
         b[0..4].copy_from_slice(&self.boot.to_le_bytes());
         b[4..8].copy_from_slice(&self.next_seq.to_le_bytes());
         b[8..16].copy_from_slice(&self.last_seen_ms.to_le_bytes());
+        b[16..20].copy_from_slice(&previous.boot.to_le_bytes());
+        b[20..24].copy_from_slice(&previous.next_seq.to_le_bytes());
         b
     }
 
-    /// Decodes the fixed layout.
+    /// Decodes the fixed layout (24 bytes, or 16 from older files).
     pub fn from_bytes(b: &[u8]) -> Result<Self, CorruptRecord> {
-        if b.len() != Self::LEN {
+        if b.len() != Self::LEN && b.len() != Self::LEN_V1 {
             return Err(CorruptRecord);
         }
+        let boot = u32::from_le_bytes(array(&b[0..4]));
+        let previous = match b.get(16..24) {
+            Some(p) => Some(BootPosition {
+                boot: u32::from_le_bytes(array(&p[0..4])),
+                next_seq: u32::from_le_bytes(array(&p[4..8])),
+            })
+            .filter(|p| !(p.boot == boot && p.next_seq == u32::MAX)),
+            None => None,
+        };
         Ok(Self {
-            boot: u32::from_le_bytes(array(&b[0..4])),
+            boot,
             next_seq: u32::from_le_bytes(array(&b[4..8])),
             last_seen_ms: i64::from_le_bytes(array(&b[8..16])),
+            previous,
+            candidate: BootCandidate::default(),
         })
     }
 }
@@ -478,8 +524,22 @@ mod tests {
             boot: 9,
             next_seq: 77,
             last_seen_ms: -1,
+            ..DeviceState::default()
         };
         assert_eq!(DeviceState::from_bytes(&s.to_bytes()), Ok(s));
+        let with_previous = DeviceState {
+            previous: Some(BootPosition {
+                boot: 8,
+                next_seq: 1_000,
+            }),
+            ..s
+        };
+        assert_eq!(
+            DeviceState::from_bytes(&with_previous.to_bytes()),
+            Ok(with_previous)
+        );
+        // A 16-byte state from an older file: no previous boot.
+        assert_eq!(DeviceState::from_bytes(&s.to_bytes()[..16]), Ok(s));
         assert_eq!(DeviceState::from_bytes(&[0u8; 17]), Err(CorruptRecord));
     }
 }

@@ -17,8 +17,12 @@ pub struct BufferMetrics {
     pub out_of_order_batches: Counter,
     /// Readings the devices gave up on before the gateway received them (sequence gaps).
     pub readings_lost_at_device: Counter,
-    /// Batches from an older boot than the latest seen (ignored).
+    /// Batches from an older boot than the current one (ignored, see `sequencer`).
     pub stale_boot_batches: Counter,
+    /// Batches whose boot is too far ahead of the current one (ignored, see `sequencer`).
+    pub boot_jump_batches: Counter,
+    /// Refused boots adopted after enough batches in a row claimed them.
+    pub boots_confirmed: Counter,
     /// Readings not stored because the buffer was full under `reject-new` (not acked).
     pub readings_rejected_full: Counter,
     /// Readings evicted under `drop-oldest` (data loss).
@@ -56,6 +60,8 @@ impl BufferMetrics {
             out_of_order_batches: Counter::default(),
             readings_lost_at_device: Counter::default(),
             stale_boot_batches: Counter::default(),
+            boot_jump_batches: Counter::default(),
+            boots_confirmed: Counter::default(),
             readings_rejected_full: Counter::default(),
             readings_evicted: Counter::default(),
             readings_expired: Counter::default(),
@@ -93,8 +99,18 @@ impl BufferMetrics {
         );
         r.register(
             "stale_boot_batches",
-            "Batches from an older boot than the latest seen",
+            "Batches from an older boot than the current one",
             m.stale_boot_batches.clone(),
+        );
+        r.register(
+            "boot_jump_batches",
+            "Batches whose boot is too far ahead of the current one",
+            m.boot_jump_batches.clone(),
+        );
+        r.register(
+            "boots_confirmed",
+            "Refused boots adopted after enough batches in a row claimed them",
+            m.boots_confirmed.clone(),
         );
         r.register(
             "readings_rejected_full",

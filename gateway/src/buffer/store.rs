@@ -4,9 +4,9 @@
 use super::error::{OpenError, ReadError};
 use super::fresh::{FreshEntry, FreshFeed};
 use super::layout::{
-    BatchRecord, DEVICES, DeviceState, LAYOUT_VERSION, LOG, META, META_BUFFERED_BYTES,
-    META_BUFFERED_READINGS, META_CHECKPOINT_LOG_ID, META_LAYOUT_VERSION, META_TOTALS_LOG_ID,
-    RecordHeader,
+    BatchRecord, BootPosition, DEVICES, DeviceState, LAYOUT_VERSION, LOG, META,
+    META_BUFFERED_BYTES, META_BUFFERED_READINGS, META_CHECKPOINT_LOG_ID, META_LAYOUT_VERSION,
+    META_TOTALS_LOG_ID, RecordHeader,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
@@ -302,15 +302,14 @@ fn recover(db: &Database) -> Result<Recovered, ReadError> {
     }
     let last_id = log.last()?.map(|(k, _)| k.value());
     // Normally `totals_log_id >= checkpoint_log_id` (the writer stores the totals with every
-    // checkpoint), so this is the replay alone; replaying an entry the checkpoint already
-    // reflects changes nothing.
+    // checkpoint), so this is the replay alone; entries the checkpoint already reflects count
+    // only towards the totals (replaying them could move a device back to an older boot).
     let from = r.checkpoint_log_id.min(r.totals_log_id).saturating_add(1);
     for entry in log.range(from..)? {
         let (k, v) = entry?;
         let h = RecordHeader::decode(v.value())?;
-        let state = r.states.entry(h.device.to_owned()).or_default();
-        advance(state, &h);
         if k.value() > r.checkpoint_log_id {
+            advance(r.states.entry(h.device.to_owned()).or_default(), &h);
             r.replayed += 1;
         }
         if k.value() > r.totals_log_id {
@@ -327,13 +326,23 @@ fn recover(db: &Database) -> Result<Recovered, ReadError> {
     Ok(r)
 }
 
-/// Applies a stored record to a device state (replay).
+/// Applies a stored record to a device state (replay). Log order is admission order, so a
+/// record of another boot means the sequencer adopted that boot (it may go down: see
+/// `sequencer`, "How the boot may move").
 fn advance(state: &mut DeviceState, h: &RecordHeader<'_>) {
-    if h.boot > state.boot || (h.boot == state.boot && h.end_seq() > state.next_seq) {
+    if h.boot != state.boot {
+        // A state first met in the replay has no boot yet (`next_seq` 0 at boot 0).
+        let known = *state != DeviceState::default();
+        state.previous = known.then_some(BootPosition {
+            boot: state.boot,
+            next_seq: state.next_seq,
+        });
         state.boot = h.boot;
         state.next_seq = h.end_seq();
-        state.last_seen_ms = state.last_seen_ms.max(h.received_ms);
+    } else if h.end_seq() > state.next_seq {
+        state.next_seq = h.end_seq();
     }
+    state.last_seen_ms = state.last_seen_ms.max(h.received_ms);
 }
 
 #[cfg(test)]

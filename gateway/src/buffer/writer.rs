@@ -263,6 +263,8 @@ struct Outcome {
     out_of_order: u64,
     lost_at_device: u64,
     stale: u64,
+    boot_jumps: u64,
+    boots_confirmed: u64,
     rejected_full: u64,
     evicted: u64,
     expired: u64,
@@ -672,6 +674,8 @@ impl Writer {
         o.lost_at_device += u64::from(decision.lost_at_device);
         o.out_of_order += u64::from(decision.out_of_order);
         o.stale += u64::from(decision.stale_boot);
+        o.boot_jumps += u64::from(decision.boot_jump);
+        o.boots_confirmed += u64::from(decision.boot_confirmed);
         if decision.store_count > 0 {
             let from = decision.store_from as usize;
             let record = BatchRecord {
@@ -720,7 +724,10 @@ impl Writer {
                 next.last_seen_ms = batch.received_ms;
             }
         }
-        if !decision.stale_boot {
+        if decision.boot_refused() {
+            // Nothing stored or acked; only the boot candidate's count moves.
+            o.states.insert(batch.device.clone(), next);
+        } else {
             if let Some(through_seq) =
                 sequencer::ack_through(&next).filter(|_| next.boot == batch.boot)
             {
@@ -762,6 +769,8 @@ impl Writer {
         m.out_of_order_batches.inc_by(o.out_of_order);
         m.readings_lost_at_device.inc_by(o.lost_at_device);
         m.stale_boot_batches.inc_by(o.stale);
+        m.boot_jump_batches.inc_by(o.boot_jumps);
+        m.boots_confirmed.inc_by(o.boots_confirmed);
         m.readings_rejected_full.inc_by(o.rejected_full);
         if o.evicted > 0 {
             m.readings_evicted.inc_by(o.evicted);

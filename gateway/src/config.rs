@@ -164,6 +164,27 @@ mod tests {
     }
 
     #[test]
+    fn the_mqtt311_listener_can_be_turned_off() {
+        for off in ["\"off\"", "\"\""] {
+            let text = format!("[ingest.embedded]\nmqtt311_listen = {off}\n");
+            let cfg = GatewayConfig::parse(&text, "f.toml").expect("parses");
+            assert_eq!(cfg.ingest.embedded.mqtt311_listen, None, "{off}");
+        }
+        let cfg = GatewayConfig::parse(
+            "[ingest.embedded]\nmqtt311_listen = \"127.0.0.1:1999\"\n",
+            "f.toml",
+        )
+        .expect("parses");
+        assert_eq!(
+            cfg.ingest.embedded.mqtt311_listen,
+            Some(([127, 0, 0, 1], 1999).into())
+        );
+        let err = GatewayConfig::parse("[ingest.embedded]\nmqtt311_listen = \"nope\"\n", "f.toml")
+            .expect_err("bad address");
+        assert!(err.to_string().contains("\"off\" to disable"), "{err}");
+    }
+
+    #[test]
     fn backfill_needs_a_retention_age_and_a_directory() {
         let err = GatewayConfig::parse("[buffer]\nretention_action = \"backfill\"\n", "f.toml")
             .expect("parses")

@@ -18,6 +18,8 @@ pub struct GatewayOptions {
     pub buffer_toml: String,
     /// Extra TOML appended to the `[ingest.embedded]` table.
     pub embedded_toml: String,
+    /// Turn the MQTT v3.1.1 listener off (`mqtt311_listen = "off"`).
+    pub mqtt311_off: bool,
     /// Extra top-level TOML tables appended at the end (e.g. a whole `[forward]` table).
     pub extra_toml: String,
     /// Use this data directory instead of a fresh temporary one.
@@ -85,8 +87,13 @@ impl GatewayProcess {
             .unwrap_or_else(|| dir.path().join("data"));
         let (mqtt5, mqtt311, telemetry) = (free_addr()?, free_addr()?, free_addr()?);
         let config = dir.path().join("gateway.toml");
+        let mqtt311_listen = if options.mqtt311_off {
+            "off".to_owned()
+        } else {
+            mqtt311.to_string()
+        };
         let text = format!(
-            "[ingest.embedded]\nmqtt5_listen = \"{mqtt5}\"\nmqtt311_listen = \"{mqtt311}\"\n{}\n\
+            "[ingest.embedded]\nmqtt5_listen = \"{mqtt5}\"\nmqtt311_listen = \"{mqtt311_listen}\"\n{}\n\
              [buffer]\ndata_dir = \"{}\"\n{}\n\
              [telemetry]\nlisten = \"{telemetry}\"\nlog_format = \"journald\"\n{}\n",
             options.embedded_toml,

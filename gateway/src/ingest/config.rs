@@ -32,7 +32,8 @@ pub struct IngestConfig {
 pub struct EmbeddedConfig {
     /// MQTT v5 listener (firmware).
     pub mqtt5_listen: SocketAddr,
-    /// MQTT v3.1.1 listener (third-party sensors); empty string disables it.
+    /// MQTT v3.1.1 listener (third-party sensors); `""` or `"off"` disables it.
+    #[serde(deserialize_with = "listen_or_off")]
     pub mqtt311_listen: Option<SocketAddr>,
     /// Most simultaneous client connections. rumqttd sizes its connection tables by this
     /// at start, so it costs memory even when unused.
@@ -61,6 +62,19 @@ pub struct ExternalConfig {
     pub username: Option<String>,
     /// Password, if the broker wants one.
     pub password: Option<String>,
+}
+
+/// A listen address, or `None` for `""` / `"off"` (a listener turned off).
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "" | "off" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{e}: expected \"host:port\" (an IP address), or \"off\" to disable the listener"
+            ))
+        }),
+    }
 }
 
 impl Default for IngestConfig {

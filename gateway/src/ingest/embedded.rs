@@ -23,6 +23,7 @@ use telemetry_wire::limits::MAX_UPLINK_BYTES;
 use telemetry_wire::topics::TopicKind;
 
 use super::auth::Credentials;
+use super::authorize::{DevicePolicy, LINK_ID};
 use super::metrics::IngestMetrics;
 
 /// Starting the broker failed.
@@ -50,12 +51,10 @@ pub enum StartError {
     Credentials(#[from] super::auth::CredentialsError),
 }
 
-/// Name of the in-process link client.
-const LINK_ID: &str = "gateway-ingest";
-
 fn connection_settings(
     credentials: Option<&Credentials>,
     metrics: &IngestMetrics,
+    policy: &Arc<DevicePolicy>,
 ) -> ConnectionSettings {
     let mut c = ConnectionSettings {
         connection_timeout_ms: 10_000,
@@ -65,6 +64,7 @@ fn connection_settings(
         auth: None,
         external_auth: None,
         dynamic_filters: true,
+        authorizer: Some(policy.clone()),
     };
     if let Some(credentials) = credentials.cloned() {
         let failures = metrics.auth_failures.clone();
@@ -106,6 +106,7 @@ fn broker_config(
     credentials: Option<&Credentials>,
     metrics: &IngestMetrics,
 ) -> Config {
+    let policy = Arc::new(DevicePolicy::new(metrics.clone()));
     let segment_count = 4;
     let router = RouterConfig {
         // The in-process link counts as a connection.
@@ -114,9 +115,10 @@ fn broker_config(
         max_segment_size: (config.broker_log_bytes / (segment_count + 1)).max(1024),
         max_segment_count: segment_count,
         custom_segment: Some(ack_logs()),
+        authorizer: Some(policy.clone()),
         ..RouterConfig::default()
     };
-    let connections = connection_settings(credentials, metrics);
+    let connections = connection_settings(credentials, metrics, &policy);
     let mut v5 = HashMap::new();
     v5.insert(
         "mqtt5".to_owned(),
@@ -183,7 +185,8 @@ impl EmbeddedBroker {
             }
             None => {
                 tracing::warn!(
-                    "No ingest.embedded.credentials_file: any client may connect and publish."
+                    "Open mode (no ingest.embedded.credentials_file): any client may connect \
+                     without a password, and may publish and read as the device its client ID names."
                 );
                 None
             }
@@ -215,7 +218,11 @@ impl EmbeddedBroker {
         let acker = std::thread::Builder::new()
             .name("ingest-acks".into())
             .spawn(move || publish_acks(link_tx, &acks, &metrics))?;
-        tracing::info!(mqtt5 = %config.mqtt5_listen, mqtt311 = ?config.mqtt311_listen, "Embedded MQTT broker listening.");
+        tracing::info!(listen = %config.mqtt5_listen, "MQTT v5 listener on {}.", config.mqtt5_listen);
+        match config.mqtt311_listen {
+            Some(addr) => tracing::info!(listen = %addr, "MQTT v3.1.1 listener on {addr}."),
+            None => tracing::info!("MQTT v3.1.1 listener off (ingest.embedded.mqtt311_listen)."),
+        }
         Ok(Self {
             stop,
             reader: Some(reader),

@@ -12,6 +12,15 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Labels of the broker's refusal counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `connect`, `publish`, `subscribe` or `will`.
+    pub action: &'static str,
+    /// A stable reason (see [`super::authorize`]).
+    pub reason: &'static str,
+}
+
 /// Ingest metrics. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -31,6 +40,8 @@ pub struct IngestMetrics {
     pub ack_failures: Counter,
     /// Connections refused by the credential check.
     pub auth_failures: Counter,
+    /// Connections, publishes, subscriptions and wills the broker refused, by action and reason.
+    pub refused: Family<RefusalLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -45,6 +56,7 @@ impl IngestMetrics {
             acks_published: Counter::default(),
             ack_failures: Counter::default(),
             auth_failures: Counter::default(),
+            refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway_ingest");
         r.register("messages", "Uplink messages received", m.messages.clone());
@@ -83,7 +95,19 @@ impl IngestMetrics {
             "Connections refused by the credential check",
             m.auth_failures.clone(),
         );
+        r.register(
+            "refused",
+            "Connections, publishes, subscriptions and wills the broker refused, by action and reason",
+            m.refused.clone(),
+        );
         m
+    }
+
+    /// Counts a refusal by the broker's device policy.
+    pub fn refuse(&self, action: &'static str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusalLabels { action, reason })
+            .inc();
     }
 
     /// Counts a rejection.

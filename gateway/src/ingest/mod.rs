@@ -5,10 +5,12 @@
 //! - [`validate`]: untrusted publish → batch, or a counted [`validate::Rejection`].
 //! - [`receive`]: the path shared by both modes.
 //! - [`auth`]: per-device credentials.
+//! - [`authorize`]: what each connection may publish and subscribe to (its own topics only).
 //! - [`acks`]: ack encoding.
 
 pub mod acks;
 pub mod auth;
+pub mod authorize;
 pub mod config;
 pub mod embedded;
 pub mod external;

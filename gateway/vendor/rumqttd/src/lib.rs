@@ -29,6 +29,8 @@ pub use server::{Broker, LinkType, Server};
 
 pub use self::router::shared_subs::Strategy;
 
+// telemetry-gateway patch: per-connection authorization (see authorize.rs).
+pub mod authorize;
 mod link;
 pub mod protocol;
 mod router;
@@ -154,6 +156,9 @@ pub struct ConnectionSettings {
     pub external_auth: Option<AuthHandler>,
     #[serde(default)]
     pub dynamic_filters: bool,
+    /// telemetry-gateway patch: which client IDs may connect (see `authorize.rs`).
+    #[serde(skip)]
+    pub authorizer: Option<authorize::SharedAuthorizer>,
 }
 
 impl ConnectionSettings {
@@ -179,6 +184,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("auth", &self.auth)
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
+            .field("authorizer", &self.authorizer.is_some())
             .finish()
     }
 }
@@ -204,6 +210,10 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// telemetry-gateway patch: what each connection may publish and subscribe to (see
+    /// `authorize.rs`).
+    #[serde(skip)]
+    pub authorizer: Option<authorize::SharedAuthorizer>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

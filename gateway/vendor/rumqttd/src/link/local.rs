@@ -313,6 +313,14 @@ impl LinkTx {
         self.router_tx.try_send((self.connection_id, message))?;
         Ok(())
     }
+
+    /// telemetry-gateway patch: asks the router to disconnect the client with `client_id`,
+    /// if it is connected (see `Event::DisconnectClient`).
+    pub fn disconnect_client<S: Into<String>>(&mut self, client_id: S) -> Result<(), LinkError> {
+        let message = Event::DisconnectClient(client_id.into());
+        self.router_tx.send((self.connection_id, message))?;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

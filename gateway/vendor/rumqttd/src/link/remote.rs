@@ -196,6 +196,19 @@ where
 
     Span::current().record("client_id", &connect.client_id);
 
+    // telemetry-gateway patch: the application decides which client IDs exist at all (e.g. a
+    // reserved in-process link ID, or IDs that cannot name a device), before any login check.
+    if let Some(authorizer) = &config.authorizer {
+        if !authorizer.connect(&connect.client_id) {
+            let ack = ConnAck {
+                session_present: false,
+                code: ConnectReturnCode::ClientIdentifierNotValid,
+            };
+            network.write(Packet::ConnAck(ack, None)).await?;
+            return Err(Error::InvalidClientId);
+        }
+    }
+
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
 
     // When keep_alive feature is disabled client can live forever, which is not good in
@@ -284,6 +297,7 @@ mod tests {
             auth: None,
             external_auth: None,
             dynamic_filters: false,
+            authorizer: None,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Connection {
     pub(crate) broker_topic_aliases: Option<BrokerAliases>,
     /// subscription IDs for a connection
     pub(crate) subscription_ids: HashMap<Filter, usize>,
+    /// telemetry-gateway patch: whether the authorizer refused anything of this connection yet
+    /// (its first refusal is reported as such, so the application logs once per connection).
+    pub(crate) refused_before: bool,
 }
 
 impl Connection {
@@ -66,6 +69,7 @@ impl Connection {
             topic_aliases: HashMap::new(),
             broker_topic_aliases: None,
             subscription_ids: HashMap::new(),
+            refused_before: false,
         }
     }
 

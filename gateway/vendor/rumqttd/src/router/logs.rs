@@ -407,6 +407,12 @@ impl AckLog {
         self.committed.push_back(ack);
     }
 
+    /// telemetry-gateway patch: a PUBREC that refuses its publish; nothing is recorded for a
+    /// PUBREL to release.
+    pub fn pubrec_refused(&mut self, ack: PubRec) {
+        self.committed.push_back(Ack::PubRec(ack));
+    }
+
     pub fn pubrel(&mut self, ack: PubRel) {
         let ack = Ack::PubRel(ack);
         self.committed.push_back(ack);
@@ -449,6 +455,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            authorizer: None,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("topic/a");
@@ -469,6 +476,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            authorizer: None,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("+/+");

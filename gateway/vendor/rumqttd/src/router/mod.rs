@@ -65,6 +65,9 @@ pub enum Event {
     PrintStatus(Print),
     /// Publish Will message
     PublishWill((String, Option<String>)),
+    /// telemetry-gateway patch: disconnect the client with this client ID, if connected (its
+    /// credentials were revoked), with DISCONNECT "not authorized" for MQTT v5.
+    DisconnectClient(String),
 }
 
 /// Notification from router to connection

@@ -265,6 +265,17 @@ impl Router {
                 #[cfg(feature = "validate-tenant-prefix")]
                 _tenant_id,
             ),
+            // telemetry-gateway patch: see `Event::DisconnectClient`.
+            Event::DisconnectClient(client_id) => {
+                if let Some(&connection_id) = self.connection_map.get(&client_id) {
+                    // No will: a client cut off for its credentials leaves nothing behind.
+                    self.last_wills.remove(&client_id);
+                    self.handle_disconnection(
+                        connection_id,
+                        Some(DisconnectReasonCode::NotAuthorized),
+                    );
+                }
+            }
         }
     }
 
@@ -349,6 +360,24 @@ impl Router {
 
         if connection.events.events.len() > 10 {
             connection.events.events.pop_front();
+        }
+
+        // telemetry-gateway patch: a will is published later under this connection's name, so
+        // it must pass the same rules as a publish now; a refused will is discarded.
+        if let (Some(will), Some(authorizer)) =
+            (connection.last_will.as_ref(), self.config.authorizer.as_ref())
+        {
+            let topic = std::str::from_utf8(&will.topic).unwrap_or("");
+            let action = authorize::Action::Will {
+                topic,
+                retain: will.retain,
+            };
+            if let Err(reason) = authorizer.authorize(&client_id, action) {
+                authorizer.refused(&client_id, action, reason, true);
+                connection.refused_before = true;
+                connection.last_will = None;
+                connection.last_will_properties = None;
+            }
         }
 
         if let Some(will) = connection.last_will.take() {
@@ -568,6 +597,38 @@ impl Router {
                     let qos = publish.qos;
                     let pkid = publish.pkid;
 
+                    // telemetry-gateway patch: authorize against this connection's identity
+                    // before anything is acknowledged or appended (see authorize.rs).
+                    if let Some(authorizer) = self.config.authorizer.clone() {
+                        let connection = self.connections.get_mut(id).unwrap();
+                        if let Some(topic) = resolved_topic(&publish, properties.as_ref(), connection) {
+                            let action = authorize::Action::Publish {
+                                topic: &topic,
+                                retain: publish.retain,
+                            };
+                            if let Err(reason) = authorizer.authorize(&client_id, action) {
+                                let first = !connection.refused_before;
+                                connection.refused_before = true;
+                                authorizer.refused(&client_id, action, reason, first);
+                                let ackslog = self.ackslog.get_mut(id).unwrap();
+                                match qos {
+                                    QoS::AtLeastOnce => ackslog.puback(PubAck {
+                                        pkid,
+                                        reason: PubAckReason::NotAuthorized,
+                                    }),
+                                    QoS::ExactlyOnce => ackslog.pubrec_refused(PubRec {
+                                        pkid,
+                                        reason: PubRecReason::NotAuthorized,
+                                    }),
+                                    QoS::AtMostOnce => {}
+                                }
+                                force_ack = true;
+                                continue;
+                            }
+                        }
+                        // An unresolvable topic (not UTF-8, unknown alias) fails below as before.
+                    }
+
                     // Prepare acks for the above publish
                     // If any of the publish in the batch results in force flush,
                     // set global force flush flag. Force flush is triggered when the
@@ -661,6 +722,18 @@ impl Router {
 
                         info!("Adding subscription on topic {}", f.path);
                         let connection = self.connections.get_mut(id).unwrap();
+
+                        // telemetry-gateway patch: per-filter authorization (see authorize.rs).
+                        if let Some(authorizer) = self.config.authorizer.as_ref() {
+                            let action = authorize::Action::Subscribe { filter: &f.path };
+                            if let Err(reason) = authorizer.authorize(&client_id, action) {
+                                let first = !connection.refused_before;
+                                connection.refused_before = true;
+                                authorizer.refused(&client_id, action, reason, first);
+                                return_codes.push(SubscribeReasonCode::NotAuthorized);
+                                continue;
+                            }
+                        }
 
                         if let Err(e) = validate_subscription(connection, f) {
                             warn!(reason = ?e,"Subscription cannot be validated: {}", e);
@@ -1339,6 +1412,20 @@ fn append_will_message(
     }
 
     Ok(o)
+}
+
+/// telemetry-gateway patch: the topic a publish will be appended under, resolving a topic alias
+/// without recording it; `None` if it cannot be resolved (the append then fails as upstream).
+fn resolved_topic(
+    publish: &Publish,
+    properties: Option<&PublishProperties>,
+    connection: &Connection,
+) -> Option<String> {
+    if !publish.topic.is_empty() {
+        return std::str::from_utf8(&publish.topic).ok().map(str::to_owned);
+    }
+    let alias = properties.and_then(|p| p.topic_alias)?;
+    connection.topic_aliases.get(&alias).cloned()
 }
 
 fn validate_and_set_topic_alias(

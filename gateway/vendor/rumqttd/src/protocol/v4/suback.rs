@@ -56,14 +56,16 @@ fn code(reason: SubscribeReasonCode) -> u8 {
         SubscribeReasonCode::QoS0 => 0,
         SubscribeReasonCode::QoS1 => 1,
         SubscribeReasonCode::QoS2 => 2,
-        SubscribeReasonCode::Unspecified => 128,
-        SubscribeReasonCode::ImplementationSpecific => 131,
-        SubscribeReasonCode::NotAuthorized => 135,
-        SubscribeReasonCode::TopicFilterInvalid => 143,
-        SubscribeReasonCode::PkidInUse => 145,
-        SubscribeReasonCode::QuotaExceeded => 151,
-        SubscribeReasonCode::SharedSubscriptionsNotSupported => 158,
-        SubscribeReasonCode::SubscriptionIdNotSupported => 161,
-        SubscribeReasonCode::WildcardSubscriptionsNotSupported => 162,
+        // telemetry-gateway patch: MQTT 3.1.1 knows one failure code, 0x80; the v5 codes
+        // (0x87 "not authorized", ...) were written as is and broke v3.1.1 clients.
+        SubscribeReasonCode::Unspecified
+        | SubscribeReasonCode::ImplementationSpecific
+        | SubscribeReasonCode::NotAuthorized
+        | SubscribeReasonCode::TopicFilterInvalid
+        | SubscribeReasonCode::PkidInUse
+        | SubscribeReasonCode::QuotaExceeded
+        | SubscribeReasonCode::SharedSubscriptionsNotSupported
+        | SubscribeReasonCode::SubscriptionIdNotSupported
+        | SubscribeReasonCode::WildcardSubscriptionsNotSupported => 0x80,
     }
 }

@@ -1,0 +1,250 @@
+//! Who may do what on the embedded broker: every device publishes, subscribes and is
+//! acknowledged only as itself.
+//!
+//! The broker (our patched rumqttd, `gateway/vendor/rumqttd/src/authorize.rs`) asks
+//! [`DevicePolicy`] about every CONNECT, PUBLISH, SUBSCRIBE filter and will, with the
+//! connection's client ID as its identity. With a credentials file that ID is proven (the login
+//! check requires client ID = username = a listed device with its password); in open mode it is
+//! whatever the client says, and the same rules still hold for it.
+//!
+//! | action | allowed | refused with reason |
+//! |---|---|---|
+//! | connect | a valid device ID | `reserved_client_id` (the gateway's own link), `invalid_client_id` |
+//! | publish | `tlm/v1/{own id}/up`, not retained | `other_device`, `not_uplink_topic`, `retain` |
+//! | subscribe | exactly `tlm/v1/{own id}/ack` | `other_device`, `wildcard`, `not_ack_topic` |
+//! | will | never (a will is published later under the device's name) | `will` |
+//!
+//! Nobody but the gateway's in-process link ([`LINK_ID`], which no network client can take)
+//! publishes on an ack topic or reads an uplink topic. Every refusal is counted in
+//! `gateway_ingest_refused_total{action, reason}`; the first refusal of each connection is
+//! logged, at most [`LOGS_PER_WINDOW`] lines per [`LOG_WINDOW`] in all, so a flood of refusals
+//! cannot flood the journal.
+
+use super::metrics::IngestMetrics;
+use rumqttd::authorize::{Action, Authorizer};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use telemetry_wire::topics::{self, TopicKind};
+
+/// Client ID of the gateway's in-process link. `@` cannot occur in a device ID, so no device
+/// can claim it; CONNECT refuses it by name as well.
+pub const LINK_ID: &str = "@gateway-ingest";
+
+/// At most this many refusal log lines per [`LOG_WINDOW`].
+pub const LOGS_PER_WINDOW: u32 = 10;
+/// The window of the refusal log limit.
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// The device topic rules (see the module docs).
+#[derive(Debug)]
+pub struct DevicePolicy {
+    metrics: IngestMetrics,
+    log: Mutex<LogLimit>,
+}
+
+/// Refusal log lines written in the current window, and those held back.
+#[derive(Debug)]
+struct LogLimit {
+    window_start: Instant,
+    written: u32,
+    suppressed: u64,
+}
+
+impl DevicePolicy {
+    /// The policy, counting refusals in `metrics`.
+    pub fn new(metrics: IngestMetrics) -> Self {
+        Self {
+            metrics,
+            log: Mutex::new(LogLimit {
+                window_start: Instant::now(),
+                written: 0,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    /// Whether a log line may be written now; `Some(held back since the last line)` if so.
+    fn may_log(&self) -> Option<u64> {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(log.window_start) >= LOG_WINDOW {
+            log.window_start = now;
+            log.written = 0;
+        }
+        if log.written < LOGS_PER_WINDOW {
+            log.written += 1;
+            Some(std::mem::take(&mut log.suppressed))
+        } else {
+            log.suppressed += 1;
+            None
+        }
+    }
+
+    fn count(&self, action: &'static str, reason: &'static str) {
+        self.metrics.refuse(action, reason);
+    }
+}
+
+/// Why a publish by `client_id` on `topic` is refused, if it is.
+pub fn check_publish(client_id: &str, topic: &str, retain: bool) -> Result<(), &'static str> {
+    match topics::parse_topic(topic) {
+        Ok((TopicKind::Uplink, device)) if device.as_str() != client_id => Err("other_device"),
+        Ok((TopicKind::Uplink, _)) if retain => Err("retain"),
+        Ok((TopicKind::Uplink, _)) => Ok(()),
+        _ => Err("not_uplink_topic"),
+    }
+}
+
+/// Why a subscription of `client_id` to `filter` is refused, if it is.
+pub fn check_subscribe(client_id: &str, filter: &str) -> Result<(), &'static str> {
+    if filter.contains(['+', '#']) {
+        return Err("wildcard");
+    }
+    match topics::parse_topic(filter) {
+        Ok((TopicKind::Ack, device)) if device.as_str() == client_id => Ok(()),
+        Ok((TopicKind::Ack, _)) => Err("other_device"),
+        _ => Err("not_ack_topic"),
+    }
+}
+
+impl Authorizer for DevicePolicy {
+    fn connect(&self, client_id: &str) -> bool {
+        let reason = if client_id == LINK_ID {
+            "reserved_client_id"
+        } else if telemetry_wire::device_id::validate(client_id).is_err() {
+            "invalid_client_id"
+        } else {
+            return true;
+        };
+        self.count("connect", reason);
+        if let Some(suppressed) = self.may_log() {
+            tracing::warn!(
+                client_id = %client_id.escape_debug(),
+                reason,
+                suppressed,
+                "Refused a connection: the client ID cannot name a device."
+            );
+        }
+        false
+    }
+
+    fn authorize(&self, client_id: &str, action: Action<'_>) -> Result<(), &'static str> {
+        if client_id == LINK_ID {
+            // The gateway itself: reads uplinks, publishes acks.
+            return Ok(());
+        }
+        match action {
+            Action::Publish { topic, retain } => check_publish(client_id, topic, retain),
+            Action::Subscribe { filter } => check_subscribe(client_id, filter),
+            Action::Will { .. } => Err("will"),
+        }
+    }
+
+    fn refused(&self, client_id: &str, action: Action<'_>, reason: &'static str, first: bool) {
+        self.count(action.label(), reason);
+        if !first {
+            return;
+        }
+        if let Some(suppressed) = self.may_log() {
+            tracing::warn!(
+                client_id,
+                action = action.label(),
+                topic = %action.topic().escape_debug(),
+                reason,
+                suppressed,
+                "Refused a device's {} (only the first refusal of a connection is logged).",
+                action.label()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_publishes_only_its_own_uplink() {
+        assert_eq!(check_publish("dev-a", "tlm/v1/dev-a/up", false), Ok(()));
+        assert_eq!(
+            check_publish("dev-a", "tlm/v1/dev-a/up", true),
+            Err("retain")
+        );
+        assert_eq!(
+            check_publish("dev-a", "tlm/v1/dev-b/up", false),
+            Err("other_device")
+        );
+        for topic in [
+            "tlm/v1/dev-a/ack",
+            "tlm/v1/dev-b/ack",
+            "tlm/v1/dev-a/up/x",
+            "tlm/v1/a b/up",
+            "other",
+            "",
+        ] {
+            assert_eq!(
+                check_publish("dev-a", topic, false),
+                Err("not_uplink_topic"),
+                "{topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_device_subscribes_only_to_its_own_acks() {
+        assert_eq!(check_subscribe("dev-a", "tlm/v1/dev-a/ack"), Ok(()));
+        assert_eq!(
+            check_subscribe("dev-a", "tlm/v1/dev-b/ack"),
+            Err("other_device")
+        );
+        for filter in [
+            "#",
+            "tlm/v1/+/up",
+            "tlm/v1/+/ack",
+            "tlm/v1/dev-a/#",
+            "+/+/+/+",
+        ] {
+            assert_eq!(
+                check_subscribe("dev-a", filter),
+                Err("wildcard"),
+                "{filter}"
+            );
+        }
+        for filter in ["tlm/v1/dev-a/up", "$share/g/tlm/v1/dev-a/ack", "x"] {
+            assert_eq!(
+                check_subscribe("dev-a", filter),
+                Err("not_ack_topic"),
+                "{filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_link_id_is_reserved_and_wills_are_refused() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let policy = DevicePolicy::new(IngestMetrics::register(&mut registry));
+        assert!(policy.connect("dev-a"));
+        assert!(!policy.connect(LINK_ID));
+        assert!(!policy.connect("x/y"));
+        assert!(!policy.connect(""));
+        let will = Action::Will {
+            topic: "tlm/v1/dev-a/up",
+            retain: false,
+        };
+        assert_eq!(policy.authorize("dev-a", will), Err("will"));
+        let ack = Action::Publish {
+            topic: "tlm/v1/dev-a/ack",
+            retain: false,
+        };
+        assert_eq!(policy.authorize(LINK_ID, ack), Ok(()));
+        assert_eq!(policy.authorize("dev-a", ack), Err("not_uplink_topic"));
+    }
+
+    #[test]
+    fn refusal_logs_are_limited_per_window() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let policy = DevicePolicy::new(IngestMetrics::register(&mut registry));
+        let allowed = (0..100).filter(|_| policy.may_log().is_some()).count();
+        assert_eq!(allowed, LOGS_PER_WINDOW as usize);
+    }
+}

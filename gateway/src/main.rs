@@ -45,12 +45,12 @@ enum Command {
     /// Export buffered readings to Parquet or gzip JSON files for batch backfill (through the
     /// running gateway if it holds the buffer; see README "Export for backfill").
     Export(ExportArgs),
-    /// Print the credentials-file line for a device's password.
+    /// Print the credentials-file line for a device's password (argon2id). The password is
+    /// read from a prompt on a terminal, else from the first line of stdin; never from argv,
+    /// where other users and the shell history would see it.
     HashPassword {
         /// The device ID.
         device: String,
-        /// The password.
-        password: String,
     },
 }
 
@@ -172,16 +172,31 @@ fn main() -> anyhow::Result<()> {
             gateway::status::print(&endpoint)
         }
         Command::Export(args) => export(args),
-        Command::HashPassword { device, password } => {
+        Command::HashPassword { device } => {
             telemetry_wire::device_id::validate(&device)
                 .map_err(|e| anyhow::anyhow!("device id: {e}"))?;
+            let password = read_password(&format!("Password for {device}: "))?;
             println!(
                 "\"{device}\" = \"{}\"",
-                gateway::ingest::auth::hash_password(&password)
+                gateway::ingest::auth::hash_password(&password)?
             );
             Ok(())
         }
     }
+}
+
+/// A password from a prompt with echo off when stdin is a terminal, else stdin's first line.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    Ok(password)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -88,8 +88,8 @@ fn gateway_with_credentials() -> (GatewayProcess, tempfile::NamedTempFile) {
     let creds = tempfile::NamedTempFile::new().expect("temp file");
     let text = format!(
         "[devices]\n\"dev-a\" = \"{}\"\n\"dev-b\" = \"{}\"\n",
-        gateway::ingest::auth::hash_password("pw-a"),
-        gateway::ingest::auth::hash_password("pw-b"),
+        gateway::ingest::auth::hash_password("pw-a").expect("hashes"),
+        gateway::ingest::auth::hash_password("pw-b").expect("hashes"),
     );
     std::fs::write(creds.path(), text).expect("write");
     let options = GatewayOptions {
@@ -386,4 +386,47 @@ fn the_mqtt311_listener_can_be_turned_off() {
         "the v3.1.1 port is open"
     );
     assert!(gw.log_text().contains("MQTT v3.1.1 listener off"));
+}
+
+#[test]
+fn passwords_are_salted_slow_hashes_read_from_stdin_and_old_sha256_lines_are_refused() {
+    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let mut child = std::process::Command::new(&gateway)
+        .args(["hash-password", "dev-a"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"pw-a\n")
+        .expect("password on stdin");
+    let out = child.wait_with_output().expect("exits");
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(line.starts_with("\"dev-a\" = \"$argon2id$v=19$"), "{line}");
+    assert!(!line.contains("pw-a"), "{line}");
+
+    // The printed line logs dev-a in.
+    let creds = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(creds.path(), format!("[devices]\n{line}")).expect("write");
+    let options = GatewayOptions {
+        embedded_toml: format!("credentials_file = \"{}\"", creds.path().display()),
+        ..GatewayOptions::default()
+    };
+    let gw = GatewayProcess::start(options.clone()).expect("gateway starts");
+    login(&gw, "dev-a", "pw-a");
+    drop(gw);
+
+    // An unsalted line of the old format stops the start with a way out.
+    let sha =
+        "\"dev-a\" = \"sha256:0b14d501a594442a01c6859541bcb3e8164d183d32937b851835442f69d5c94e\"";
+    std::fs::write(creds.path(), format!("[devices]\n{sha}\n")).expect("write");
+    let err = GatewayProcess::start(options).expect_err("refused");
+    assert!(
+        err.to_string().contains("gateway hash-password DEVICE"),
+        "{err}"
+    );
 }

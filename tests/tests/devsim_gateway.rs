@@ -94,7 +94,7 @@ fn devices_log_in_with_their_id_and_password() {
         .map(|i| {
             format!(
                 "\"sim-{i:04}\" = \"{}\"\n",
-                gateway::ingest::auth::hash_password("s3cret")
+                gateway::ingest::auth::hash_password("s3cret").expect("hashes")
             )
         })
         .collect();

@@ -260,7 +260,7 @@ fn device_login_ties_client_id_to_username() {
     let creds = tempfile::NamedTempFile::new().expect("temp file");
     let line = format!(
         "[devices]\n\"dev-a\" = \"{}\"\n",
-        gateway::ingest::auth::hash_password("pw-a")
+        gateway::ingest::auth::hash_password("pw-a").expect("hashes")
     );
     std::fs::write(creds.path(), line).expect("write");
     let options = GatewayOptions {

@@ -3,23 +3,48 @@
 //! rumqttd's built-in user map does not tie a username to a client ID (device B could log in
 //! with A's password under any client ID). The gateway installs its own handler instead:
 //! with a credentials file, a client must use its device ID as both client ID and username and
-//! present that device's password. Passwords are stored as SHA-256 hashes.
+//! present that device's password.
+//!
+//! Passwords are stored as argon2id hashes in PHC string format (salted, slow: [`PARAMS`]),
+//! verified in constant time by the `argon2` crate, never logged. Older `sha256:` lines
+//! (unsalted, fast) are refused at load with a message saying how to rehash.
+//!
+//! A slow hash at every CONNECT would cost a Pi ~0.1 s of CPU and ~7 MiB per login, and
+//! rumqttd awaits the check on the listener's single thread. So verification runs on the
+//! blocking pool, at most [`CONCURRENT_VERIFICATIONS`] at a time, and a login that passed once
+//! is remembered (SHA-256 of the stored hash and the password) until the file is reloaded:
+//! a device that reconnects costs a SHA-256, not an argon2id.
 //!
 //! Credentials file (TOML):
 //! ```toml
 //! [devices]
-//! "node-0001" = "sha256:<64 hex digits of SHA-256(password)>"
+//! "node-0001" = "$argon2id$v=19$m=7168,t=5,p=1$<salt>$<hash>"
 //! ```
 
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-/// Loaded credentials: device ID → SHA-256 of its password.
-#[derive(Clone, Default)]
+/// argon2id parameters for new hashes: 7 MiB, 5 passes, 1 lane (one of OWASP's equivalent
+/// settings; the lowest memory, for a Pi verifying logins). Verification uses the parameters
+/// stored in each hash.
+pub const PARAMS: (u32, u32, u32) = (7 * 1024, 5, 1);
+
+/// Slow verifications running at once (each holds its argon2 memory).
+pub const CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// Loaded credentials: device ID → its password hash, and the logins already verified.
+#[derive(Clone)]
 pub struct Credentials {
-    devices: HashMap<String, [u8; 32]>,
+    devices: Arc<HashMap<String, String>>,
+    /// Device → SHA-256(stored hash, password) of a login that passed the slow check.
+    verified: Arc<Mutex<HashMap<String, [u8; 32]>>>,
+    slow_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -58,12 +83,46 @@ pub enum CredentialsError {
     },
 }
 
-/// `sha256:<hex>` for `password`, the form the credentials file stores.
-pub fn hash_password(password: &str) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(password.as_bytes()))
-    )
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash the password: {0}")]
+pub struct HashError(String);
+
+fn hasher() -> Result<Argon2<'static>, HashError> {
+    let (m, t, p) = PARAMS;
+    let params = Params::new(m, t, p, None).map_err(|e| HashError(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// The argon2id PHC string for `password` with a fresh random salt: the form the credentials
+/// file stores.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    hasher()?
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// Checks one stored hash: a PHC string of argon2id (or argon2i/d), else a reason.
+fn check_stored(hash: &str) -> Result<(), String> {
+    if hash.starts_with("sha256:") {
+        return Err(
+            "unsalted SHA-256 hashes are no longer accepted: rehash the password with \
+                    `gateway hash-password DEVICE` (it reads the password from a prompt or \
+                    stdin) and replace the line"
+                .into(),
+        );
+    }
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        format!("not a PHC password hash ({e}); make one with `gateway hash-password`")
+    })?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!(
+            "unsupported hash algorithm {:?}: use argon2id (`gateway hash-password`)",
+            parsed.algorithm.as_str()
+        ));
+    }
+    Ok(())
 }
 
 impl Credentials {
@@ -79,39 +138,66 @@ impl Credentials {
         };
         let file: CredentialsFile =
             toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-        let mut devices = HashMap::new();
-        for (id, hash) in file.devices {
-            telemetry_wire::device_id::validate(&id)
+        for (id, hash) in &file.devices {
+            telemetry_wire::device_id::validate(id)
                 .map_err(|e| parse_error(format!("device {id:?}: {e}")))?;
-            let digest = hash
-                .strip_prefix("sha256:")
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|d| <[u8; 32]>::try_from(d).ok())
-                .ok_or_else(|| {
-                    parse_error(format!(
-                        "device {id:?}: expected \"sha256:<64 hex digits>\""
-                    ))
-                })?;
-            devices.insert(id, digest);
+            check_stored(hash).map_err(|e| parse_error(format!("device {id:?}: {e}")))?;
         }
-        Ok(Self { devices })
+        Ok(Self {
+            devices: Arc::new(file.devices),
+            verified: Arc::default(),
+            slow_checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS)),
+        })
     }
 
-    /// Whether a client may connect: client ID = username = a known device, right password.
-    pub fn allows(&self, client_id: &str, username: &str, password: &str) -> bool {
+    /// Whether a client may connect: client ID = username = a listed device, right password.
+    pub async fn allows(&self, client_id: &str, username: &str, password: &str) -> bool {
         if client_id != username {
             return false;
         }
-        let Some(expected) = self.devices.get(username) else {
+        let Some(stored) = self.devices.get(username).cloned() else {
             return false;
         };
-        let actual: [u8; 32] = Sha256::digest(password.as_bytes()).into();
-        // Constant-time comparison: no early exit on the first differing byte.
-        expected
-            .iter()
-            .zip(actual.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(stored.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(username)
+            .copied();
+        if remembered.is_some_and(|known| constant_time_eq(&known, &digest)) {
+            return true;
+        }
+        let Ok(_permit) = self.slow_checks.acquire().await else {
+            return false;
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&stored).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(username.to_owned(), digest);
+        }
+        ok
+    }
+
+    /// Whether `device` is listed.
+    pub fn contains(&self, device: &str) -> bool {
+        self.devices.contains_key(device)
     }
 
     /// Number of devices.
@@ -125,38 +211,68 @@ impl Credentials {
     }
 }
 
+/// Equality with no early exit on the first differing byte.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ties_client_id_to_username_and_password() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn write(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
         let path = dir.path().join("creds.toml");
-        let text = format!("[devices]\n\"dev-a\" = \"{}\"\n", hash_password("secret-a"));
         std::fs::write(&path, text).expect("write");
-        let c = Credentials::load(&path).expect("loads");
-        assert!(c.allows("dev-a", "dev-a", "secret-a"));
+        path
+    }
+
+    #[tokio::test]
+    async fn ties_client_id_to_username_and_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = hash_password("secret-a").expect("hashes");
+        assert!(hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{hash}");
+        assert_ne!(hash, hash_password("secret-a").expect("hashes"), "salted");
+        let c = Credentials::load(&write(
+            &dir,
+            &format!("[devices]\n\"dev-a\" = \"{hash}\"\n"),
+        ))
+        .expect("loads");
+        assert!(c.allows("dev-a", "dev-a", "secret-a").await);
+        // Again, from the remembered login; a wrong password still fails after it.
+        assert!(c.allows("dev-a", "dev-a", "secret-a").await);
+        assert!(!c.allows("dev-a", "dev-a", "secret-b").await);
         assert!(
-            !c.allows("dev-b", "dev-a", "secret-a"),
+            !c.allows("dev-b", "dev-a", "secret-a").await,
             "client id must equal username"
         );
-        assert!(!c.allows("dev-a", "dev-a", "secret-b"));
-        assert!(!c.allows("dev-x", "dev-x", "secret-a"));
+        assert!(!c.allows("dev-x", "dev-x", "secret-a").await);
     }
 
     #[test]
     fn rejects_bad_files_with_a_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("creds.toml");
+        let sha = format!("sha256:{}", "0".repeat(64));
         for (text, needle) in [
-            ("[devices]\n\"a/b\" = \"sha256:00\"\n", "device \"a/b\""),
-            ("[devices]\n\"a\" = \"plain\"\n", "expected \"sha256:"),
-            ("[users]\n", "unknown field"),
+            (
+                "[devices]\n\"a/b\" = \"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\"\n"
+                    .to_owned(),
+                "device \"a/b\"",
+            ),
+            ("[devices]\n\"a\" = \"plain\"\n".to_owned(), "not a PHC password hash"),
+            (
+                format!("[devices]\n\"a\" = \"{sha}\"\n"),
+                "gateway hash-password DEVICE",
+            ),
+            ("[users]\n".to_owned(), "unknown field"),
         ] {
-            std::fs::write(&path, text).expect("write");
-            let err = Credentials::load(&path).expect_err("rejected").to_string();
+            let err = Credentials::load(&write(&dir, &text))
+                .expect_err("rejected")
+                .to_string();
             assert!(err.contains(needle), "{err}");
+            assert!(!err.contains("0000000000"), "no hash in the message: {err}");
         }
     }
 }

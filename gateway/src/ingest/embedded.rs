@@ -70,12 +70,20 @@ fn connection_settings(
         let failures = metrics.auth_failures.clone();
         c.set_auth_handler(
             move |client_id: String, username: String, password: String| {
-                let allowed = credentials.allows(&client_id, &username, &password);
-                if !allowed {
-                    failures.inc();
-                    tracing::warn!(client_id, username, "Refused a device login.");
+                let credentials = credentials.clone();
+                let failures = failures.clone();
+                async move {
+                    let allowed = credentials.allows(&client_id, &username, &password).await;
+                    if !allowed {
+                        failures.inc();
+                        tracing::warn!(
+                            client_id = %client_id.escape_debug(),
+                            username = %username.escape_debug(),
+                            "Refused a device login."
+                        );
+                    }
+                    allowed
                 }
-                async move { allowed }
             },
         );
     }

@@ -52,6 +52,36 @@ enum Command {
         /// The device ID.
         device: String,
     },
+    /// Add, remove or list the devices of the credentials file (atomic edits that keep
+    /// comments; a running gateway applies them on `systemctl reload`, i.e. SIGHUP).
+    Devices {
+        #[command(subcommand)]
+        action: DevicesAction,
+        /// The credentials file [default: ingest.embedded.credentials_file of the config].
+        #[arg(long, global = true)]
+        file: Option<PathBuf>,
+        /// Configuration file naming the credentials file [default:
+        /// /etc/telemetry-gateway/gateway.toml if it exists].
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DevicesAction {
+    /// Add a device, or set a new password for it (read from a prompt or stdin). Its
+    /// existing connection ends at the next reload.
+    Add {
+        /// The device ID.
+        device: String,
+    },
+    /// Remove a device; the next reload disconnects it.
+    Remove {
+        /// The device ID.
+        device: String,
+    },
+    /// List the device IDs.
+    List,
 }
 
 /// `gateway export` options. What is exported: every buffered (= undelivered) reading not yet
@@ -172,6 +202,11 @@ fn main() -> anyhow::Result<()> {
             gateway::status::print(&endpoint)
         }
         Command::Export(args) => export(args),
+        Command::Devices {
+            action,
+            file,
+            config,
+        } => devices(action, file, config),
         Command::HashPassword { device } => {
             telemetry_wire::device_id::validate(&device)
                 .map_err(|e| anyhow::anyhow!("device id: {e}"))?;
@@ -183,6 +218,49 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `gateway devices ...`.
+fn devices(
+    action: DevicesAction,
+    file: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use gateway::ingest::provision;
+    let file = match file {
+        Some(file) => file,
+        None => {
+            let config =
+                config.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
+            GatewayConfig::load(config.as_deref())?
+                .ingest
+                .embedded
+                .credentials_file
+                .context("no credentials file: give --file, or set ingest.embedded.credentials_file in the config")?
+        }
+    };
+    const APPLY: &str = "Apply it to a running gateway with `systemctl reload telemetry-gateway` (or `kill -HUP` its PID).";
+    match action {
+        DevicesAction::Add { device } => {
+            telemetry_wire::device_id::validate(&device)
+                .map_err(|e| anyhow::anyhow!("device id: {e}"))?;
+            let password = read_password(&format!("Password for {device}: "))?;
+            let hash = gateway::ingest::auth::hash_password(&password)?;
+            let existed = provision::add(&file, &device, &hash)?;
+            let what = if existed { "New password for" } else { "Added" };
+            eprintln!("{what} {device} in {}. {APPLY}", file.display());
+        }
+        DevicesAction::Remove { device } => {
+            provision::remove(&file, &device)?;
+            eprintln!("Removed {device} from {}. {APPLY}", file.display());
+        }
+        DevicesAction::List => {
+            for device in provision::list(&file)? {
+                println!("{device}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A password from a prompt with echo off when stdin is a terminal, else stdin's first line.

@@ -116,7 +116,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     };
     tracing::info!("Gateway running.");
 
-    shutdown.await;
+    until_shutdown(shutdown, &ingest).await;
     tracing::info!("Shutting down: no new messages; committing what is in flight.");
     ingest.stop_reading();
     // The forwarder deletes what Kinesis accepted through the writer: stop it first.
@@ -140,6 +140,29 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     Ok(())
 }
 
+/// Waits for `shutdown`; on each SIGHUP meanwhile (`systemctl reload`), reloads what can be
+/// reloaded without a restart: the device credentials.
+async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the device credentials.");
+                        ingest.reload();
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "No SIGHUP handler: reload needs a restart."),
+        }
+    }
+    shutdown.await;
+}
+
 /// The running ingest, whichever mode.
 enum Ingest {
     Embedded(EmbeddedBroker),
@@ -151,6 +174,15 @@ impl Ingest {
         match self {
             Self::Embedded(i) => i.stop_reading(),
             Self::External(i) => i.stop_reading(),
+        }
+    }
+
+    fn reload(&self) {
+        match self {
+            Self::Embedded(i) => i.reload(),
+            Self::External(_) => {
+                tracing::info!("Reload: external broker mode has no device credentials.");
+            }
         }
     }
 

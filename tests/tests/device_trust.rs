@@ -430,3 +430,111 @@ fn passwords_are_salted_slow_hashes_read_from_stdin_and_old_sha256_lines_are_ref
         "{err}"
     );
 }
+
+/// Runs `gateway devices ARGS --file FILE`, with `stdin` as the password input.
+fn devices_command(file: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let mut child = std::process::Command::new(&gateway)
+        .arg("devices")
+        .args(args)
+        .arg("--file")
+        .arg(file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    let out = child.wait_with_output().expect("exits");
+    assert!(
+        out.status.success(),
+        "devices {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn reload(gw: &GatewayProcess) {
+    let pid = gw.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[test]
+fn devices_are_provisioned_and_revoked_on_reload_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("devices.toml");
+    std::fs::write(&file, "# Devices of this site\n[devices]\n").expect("write");
+    devices_command(&file, &["add", "dev-a"], "pw-a\n");
+    devices_command(&file, &["add", "dev-b"], "pw-b\n");
+    assert_eq!(devices_command(&file, &["list"], ""), "dev-a\ndev-b\n");
+    let options = GatewayOptions {
+        embedded_toml: format!("credentials_file = \"{}\"", file.display()),
+        ..GatewayOptions::default()
+    };
+    let gw = GatewayProcess::start(options).expect("gateway starts");
+    let a = login(&gw, "dev-a", "pw-a");
+    let b = login(&gw, "dev-b", "pw-b");
+    assert!(
+        TestClient::connect_v5(gw.mqtt5, "dev-c", Some(("dev-c", "pw-c"))).is_err(),
+        "dev-c is not provisioned yet"
+    );
+
+    // Add dev-c, remove dev-b, reload: dev-c logs in, dev-b is cut off within a second,
+    // dev-a is not disturbed.
+    devices_command(&file, &["add", "dev-c"], "pw-c\n");
+    devices_command(&file, &["remove", "dev-b"], "");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.starts_with("# Devices of this site\n"), "{text}");
+    reload(&gw);
+    assert_eq!(
+        b.next_reply(Duration::from_secs(1)),
+        Some(Reply::Closed),
+        "dev-b still connected a second after the reload"
+    );
+    gw.wait_metric("gateway_ingest_revoked_disconnects_total", WAIT, |v| {
+        v == 1.0
+    })
+    .expect("counted");
+    assert_eq!(
+        gw.metric("gateway_ingest_credential_reloads_total")
+            .expect("m"),
+        1.0
+    );
+    assert!(
+        TestClient::connect_v5(gw.mqtt5, "dev-b", Some(("dev-b", "pw-b"))).is_err(),
+        "a removed device logged in"
+    );
+    let c = login(&gw, "dev-c", "pw-c");
+    c.publish("tlm/v1/dev-c/up", &batch("dev-c", 1, 0, 1))
+        .expect("publish");
+    assert_eq!(next_ack(&c), ("dev-c".into(), 1, 0));
+    a.publish("tlm/v1/dev-a/up", &batch("dev-a", 1, 0, 1))
+        .expect("publish");
+    assert_eq!(next_ack(&a), ("dev-a".into(), 1, 0));
+    assert_eq!(a.next_reply(Duration::ZERO), Some(Reply::PubAck(0)));
+    assert_eq!(
+        a.next_reply(Duration::from_millis(200)),
+        None,
+        "dev-a was disturbed"
+    );
+
+    // A broken file is not applied: the devices in force stay as they were.
+    std::fs::write(&file, "[devices]\n\"dev-a\" = \"sha256:00\"\n").expect("write");
+    reload(&gw);
+    gw.wait_metric(
+        "gateway_ingest_credential_reload_failures_total",
+        WAIT,
+        |v| v == 1.0,
+    )
+    .expect("refused reload counted");
+    login(&gw, "dev-c", "pw-c");
+}

@@ -27,8 +27,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// argon2id parameters for new hashes: 7 MiB, 5 passes, 1 lane (one of OWASP's equivalent
 /// settings; the lowest memory, for a Pi verifying logins). Verification uses the parameters
@@ -132,12 +132,16 @@ impl Credentials {
             path: path.to_owned(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks the text of a credentials file (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, CredentialsError> {
         let parse_error = |message: String| CredentialsError::Parse {
             path: path.to_owned(),
             message,
         };
-        let file: CredentialsFile =
-            toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        let file: CredentialsFile = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
         for (id, hash) in &file.devices {
             telemetry_wire::device_id::validate(id)
                 .map_err(|e| parse_error(format!("device {id:?}: {e}")))?;
@@ -195,6 +199,13 @@ impl Credentials {
         ok
     }
 
+    /// The listed device IDs, sorted.
+    pub fn devices(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.devices.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Whether `device` is listed.
     pub fn contains(&self, device: &str) -> bool {
         self.devices.contains_key(device)
@@ -208,6 +219,75 @@ impl Credentials {
     /// True with no devices.
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+}
+
+/// The credentials in force for the broker's login check, replaced by [`DeviceLogins::reload`].
+#[derive(Debug)]
+pub struct DeviceLogins {
+    path: PathBuf,
+    current: RwLock<Credentials>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Devices listed now.
+    pub devices: usize,
+    /// Devices that were not listed before.
+    pub added: Vec<String>,
+    /// Devices removed, or whose password hash changed: their connections must end.
+    pub revoked: Vec<String>,
+}
+
+impl DeviceLogins {
+    /// Loads the credentials file at `path`.
+    pub fn load(path: &Path) -> Result<Self, CredentialsError> {
+        Ok(Self {
+            path: path.to_owned(),
+            current: RwLock::new(Credentials::load(path)?),
+        })
+    }
+
+    /// The credentials in force.
+    pub fn current(&self) -> Credentials {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the file again. A file that does not load leaves the credentials in force as they
+    /// were. Logins remembered as verified are forgotten.
+    pub fn reload(&self) -> Result<Reloaded, CredentialsError> {
+        let new = Credentials::load(&self.path)?;
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut revoked: Vec<String> = current
+            .devices
+            .iter()
+            .filter(|(id, hash)| new.devices.get(*id) != Some(*hash))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut added: Vec<String> = new
+            .devices
+            .keys()
+            .filter(|id| !current.devices.contains_key(*id))
+            .cloned()
+            .collect();
+        revoked.sort_unstable();
+        added.sort_unstable();
+        let devices = new.len();
+        *current = new;
+        Ok(Reloaded {
+            devices,
+            added,
+            revoked,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -249,6 +329,38 @@ mod tests {
             "client id must equal username"
         );
         assert!(!c.allows("dev-x", "dev-x", "secret-a").await);
+    }
+
+    #[test]
+    fn a_reload_names_added_and_revoked_devices_and_keeps_the_old_on_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, b2, c) = (
+            hash_password("a").expect("h"),
+            hash_password("b").expect("h"),
+            hash_password("b2").expect("h"),
+            hash_password("c").expect("h"),
+        );
+        let path = write(
+            &dir,
+            &format!("[devices]\n\"a\" = \"{a}\"\n\"b\" = \"{b}\"\n"),
+        );
+        let logins = DeviceLogins::load(&path).expect("loads");
+        write(
+            &dir,
+            &format!("[devices]\n\"b\" = \"{b2}\"\n\"c\" = \"{c}\"\n"),
+        );
+        let r = logins.reload().expect("reloads");
+        assert_eq!(
+            r,
+            Reloaded {
+                devices: 2,
+                added: vec!["c".into()],
+                revoked: vec!["a".into(), "b".into()],
+            }
+        );
+        write(&dir, "[devices]\n\"a\" = \"plain\"\n");
+        assert!(logins.reload().is_err());
+        assert_eq!(logins.current().devices(), vec!["b", "c"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use telemetry_wire::limits::MAX_UPLINK_BYTES;
 use telemetry_wire::topics::TopicKind;
 
-use super::auth::Credentials;
+use super::auth::DeviceLogins;
 use super::authorize::{DevicePolicy, LINK_ID};
 use super::metrics::IngestMetrics;
 
@@ -52,7 +52,7 @@ pub enum StartError {
 }
 
 fn connection_settings(
-    credentials: Option<&Credentials>,
+    logins: Option<&Arc<DeviceLogins>>,
     metrics: &IngestMetrics,
     policy: &Arc<DevicePolicy>,
 ) -> ConnectionSettings {
@@ -66,11 +66,11 @@ fn connection_settings(
         dynamic_filters: true,
         authorizer: Some(policy.clone()),
     };
-    if let Some(credentials) = credentials.cloned() {
+    if let Some(logins) = logins.cloned() {
         let failures = metrics.auth_failures.clone();
         c.set_auth_handler(
             move |client_id: String, username: String, password: String| {
-                let credentials = credentials.clone();
+                let credentials = logins.current();
                 let failures = failures.clone();
                 async move {
                     let allowed = credentials.allows(&client_id, &username, &password).await;
@@ -111,7 +111,7 @@ fn check_bind(addr: SocketAddr, what: &'static str) -> Result<(), StartError> {
 /// The rumqttd configuration for `config`.
 fn broker_config(
     config: &EmbeddedConfig,
-    credentials: Option<&Credentials>,
+    logins: Option<&Arc<DeviceLogins>>,
     metrics: &IngestMetrics,
 ) -> Config {
     let policy = Arc::new(DevicePolicy::new(metrics.clone()));
@@ -126,7 +126,7 @@ fn broker_config(
         authorizer: Some(policy.clone()),
         ..RouterConfig::default()
     };
-    let connections = connection_settings(credentials, metrics, &policy);
+    let connections = connection_settings(logins, metrics, &policy);
     let mut v5 = HashMap::new();
     v5.insert(
         "mqtt5".to_owned(),
@@ -171,6 +171,10 @@ const ACK_LOG_SEGMENT_BYTES: usize = 128;
 /// A running embedded broker.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
+    logins: Option<Arc<DeviceLogins>>,
+    /// Client IDs to disconnect, for the ack publisher (it owns the link to the router).
+    revoke: crossbeam_channel::Sender<Vec<String>>,
+    metrics: IngestMetrics,
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
     acker: Option<std::thread::JoinHandle<()>>,
@@ -185,11 +189,11 @@ impl EmbeddedBroker {
         acks: crossbeam_channel::Receiver<Vec<AckOut>>,
         metrics: IngestMetrics,
     ) -> Result<Self, StartError> {
-        let credentials = match &config.credentials_file {
+        let logins = match &config.credentials_file {
             Some(path) => {
-                let c = Credentials::load(path)?;
-                tracing::info!(devices = c.len(), file = %path.display(), "Device credentials loaded.");
-                Some(c)
+                let logins = Arc::new(DeviceLogins::load(path)?);
+                tracing::info!(devices = logins.current().len(), file = %path.display(), "Device credentials loaded.");
+                Some(logins)
             }
             None => {
                 tracing::warn!(
@@ -203,7 +207,7 @@ impl EmbeddedBroker {
         if let Some(addr) = config.mqtt311_listen {
             check_bind(addr, "MQTT v3.1.1")?;
         }
-        let mut broker = Broker::new(broker_config(config, credentials.as_ref(), &metrics));
+        let mut broker = Broker::new(broker_config(config, logins.as_ref(), &metrics));
         let (mut link_tx, link_rx) = broker
             .link(LINK_ID)
             .map_err(|e| StartError::Link(e.to_string()))?;
@@ -223,19 +227,53 @@ impl EmbeddedBroker {
         let reader = std::thread::Builder::new()
             .name("ingest-reader".into())
             .spawn(move || read_link(link_rx, receiver, &reader_stop))?;
+        let (revoke, revoked) = crossbeam_channel::unbounded();
+        let acker_metrics = metrics.clone();
         let acker = std::thread::Builder::new()
             .name("ingest-acks".into())
-            .spawn(move || publish_acks(link_tx, &acks, &metrics))?;
+            .spawn(move || publish_acks(link_tx, &acks, &revoked, &acker_metrics))?;
         tracing::info!(listen = %config.mqtt5_listen, "MQTT v5 listener on {}.", config.mqtt5_listen);
         match config.mqtt311_listen {
             Some(addr) => tracing::info!(listen = %addr, "MQTT v3.1.1 listener on {addr}."),
             None => tracing::info!("MQTT v3.1.1 listener off (ingest.embedded.mqtt311_listen)."),
         }
         Ok(Self {
+            logins,
+            revoke,
+            metrics,
             stop,
             reader: Some(reader),
             acker: Some(acker),
         })
+    }
+
+    /// Reads the credentials file again (SIGHUP): new devices may log in at once, and removed
+    /// devices, or devices whose password changed, are disconnected. A file that does not load
+    /// leaves everything as it was, and says why.
+    pub fn reload(&self) {
+        let Some(logins) = &self.logins else {
+            tracing::info!("Reload: open mode, no credentials file to read.");
+            return;
+        };
+        match logins.reload() {
+            Ok(r) => {
+                self.metrics.credential_reloads.inc();
+                tracing::info!(
+                    file = %logins.path().display(),
+                    devices = r.devices,
+                    added = ?r.added,
+                    revoked = ?r.revoked,
+                    "Device credentials reloaded."
+                );
+                if !r.revoked.is_empty() {
+                    let _ = self.revoke.send(r.revoked);
+                }
+            }
+            Err(e) => {
+                self.metrics.credential_reload_failures.inc();
+                tracing::error!(error = %e, "Device credentials not reloaded; the previous ones stay in force.");
+            }
+        }
     }
 
     /// Stops reading from the broker and waits until the reader handed over everything it
@@ -278,13 +316,32 @@ fn read_link(mut rx: LinkRx, mut receiver: Receiver, stop: &AtomicBool) {
     }
 }
 
-/// Publishes acks through the link (QoS 0; a lost ack is repaired by the device's resend).
+/// Publishes acks through the link (QoS 0; a lost ack is repaired by the device's resend), and
+/// asks the router to disconnect revoked devices. Ends when the acks channel closes.
 fn publish_acks(
     mut tx: LinkTx,
     acks: &crossbeam_channel::Receiver<Vec<AckOut>>,
+    revoked: &crossbeam_channel::Receiver<Vec<String>>,
     metrics: &IngestMetrics,
 ) {
-    while let Ok(batch) = acks.recv() {
+    loop {
+        let batch = crossbeam_channel::select! {
+            recv(acks) -> batch => match batch {
+                Ok(batch) => batch,
+                Err(_) => return,
+            },
+            recv(revoked) -> ids => {
+                for id in ids.unwrap_or_default() {
+                    match tx.disconnect_client(id.as_str()) {
+                        Ok(()) => {
+                            metrics.revoked_disconnects.inc();
+                        }
+                        Err(e) => tracing::error!(error = %e, device = id, "Cannot disconnect a revoked device."),
+                    };
+                }
+                continue;
+            },
+        };
         for ack in batch {
             match super::acks::encode(&ack) {
                 Some((topic, payload)) => match tx.publish(topic, payload) {

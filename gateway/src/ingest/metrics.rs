@@ -42,6 +42,12 @@ pub struct IngestMetrics {
     pub auth_failures: Counter,
     /// Connections, publishes, subscriptions and wills the broker refused, by action and reason.
     pub refused: Family<RefusalLabels, Counter>,
+    /// Credentials file reloads that took effect.
+    pub credential_reloads: Counter,
+    /// Credentials file reloads refused (the previous credentials stayed in force).
+    pub credential_reload_failures: Counter,
+    /// Disconnect requests for devices removed from the credentials file (or re-keyed).
+    pub revoked_disconnects: Counter,
 }
 
 impl IngestMetrics {
@@ -57,6 +63,9 @@ impl IngestMetrics {
             ack_failures: Counter::default(),
             auth_failures: Counter::default(),
             refused: Family::default(),
+            credential_reloads: Counter::default(),
+            credential_reload_failures: Counter::default(),
+            revoked_disconnects: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway_ingest");
         r.register("messages", "Uplink messages received", m.messages.clone());
@@ -99,6 +108,21 @@ impl IngestMetrics {
             "refused",
             "Connections, publishes, subscriptions and wills the broker refused, by action and reason",
             m.refused.clone(),
+        );
+        r.register(
+            "credential_reloads",
+            "Credentials file reloads that took effect",
+            m.credential_reloads.clone(),
+        );
+        r.register(
+            "credential_reload_failures",
+            "Credentials file reloads refused (the previous credentials stayed in force)",
+            m.credential_reload_failures.clone(),
+        );
+        r.register(
+            "revoked_disconnects",
+            "Disconnect requests for devices removed from the credentials file or re-keyed",
+            m.revoked_disconnects.clone(),
         );
         m
     }

@@ -6,6 +6,7 @@
 //! - [`receive`]: the path shared by both modes.
 //! - [`auth`]: per-device credentials.
 //! - [`authorize`]: what each connection may publish and subscribe to (its own topics only).
+//! - [`provision`]: editing the credentials file (`gateway devices`).
 //! - [`acks`]: ack encoding.
 
 pub mod acks;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod embedded;
 pub mod external;
 pub mod metrics;
+pub mod provision;
 pub mod receive;
 pub mod validate;
 

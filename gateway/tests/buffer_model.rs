@@ -1,5 +1,7 @@
 //! Property test of the buffer against its promises, over random sequences of appends (fresh
-//! batches, resends, gaps, new boots), deletes of delivered entries, and reopens:
+//! batches, resends, gaps, new boots, wild boots such as 0xFFFFFFFF, and runs of one batch
+//! repeated often enough to make the sequencer adopt a boot it refused), deletes of delivered
+//! entries, and reopens:
 //! - no (device, boot, seq) is ever in the log twice;
 //! - every ack is covered: each seq of that boot up to `through_seq` was stored at some point,
 //!   or lies below a `held_from` the device declared (it gave those up);
@@ -24,13 +26,26 @@ enum Op {
         count: u32,
         back: u32,
     },
+    /// The same batch `times` times in a row (a device insisting on its boot).
+    Repeat {
+        device: u8,
+        boot: u32,
+        first_seq: u32,
+        times: u32,
+    },
     DeleteOldest(usize),
     Reopen,
 }
 
+/// Mostly ordinary boots, sometimes one far ahead.
+fn boot() -> impl Strategy<Value = u32> {
+    prop_oneof![8 => 1u32..4, 1 => Just(40u32), 1 => Just(u32::MAX)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u8..3, 1u32..3, 0u32..40, 1u32..8, 0u32..6).prop_map(|(device, boot, first_seq, count, back)| Op::Append { device, boot, first_seq, count, back }),
+        6 => (0u8..3, boot(), 0u32..40, 1u32..8, 0u32..6).prop_map(|(device, boot, first_seq, count, back)| Op::Append { device, boot, first_seq, count, back }),
+        1 => (0u8..3, boot(), 0u32..40, 7u32..10).prop_map(|(device, boot, first_seq, times)| Op::Repeat { device, boot, first_seq, times }),
         1 => (1usize..4).prop_map(Op::DeleteOldest),
         1 => Just(Op::Reopen),
     ]
@@ -156,6 +171,14 @@ proptest! {
                     let r = released.entry((name.clone(), boot)).or_insert(0);
                     *r = (*r).max(held_from);
                     h.handle().append(batch(&name, boot, first_seq, count, held_from)).expect("queued");
+                }
+                Op::Repeat { device, boot, first_seq, times } => {
+                    let name = format!("dev-{device}");
+                    let r = released.entry((name.clone(), boot)).or_insert(0);
+                    *r = (*r).max(first_seq);
+                    for _ in 0..times {
+                        h.handle().append(batch(&name, boot, first_seq, 2, first_seq)).expect("queued");
+                    }
                 }
                 Op::DeleteOldest(n) => {
                     h.sync();

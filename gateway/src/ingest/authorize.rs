@@ -240,6 +240,28 @@ mod tests {
         assert_eq!(policy.authorize("dev-a", ack), Err("not_uplink_topic"));
     }
 
+    proptest::proptest! {
+        /// Whatever the strings, a device is allowed exactly its own two topics.
+        #[test]
+        fn only_the_own_topics_are_ever_allowed(
+            id in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}",
+            other in "\\PC{0,40}",
+            pick in 0u8..4,
+        ) {
+            let topic = match pick {
+                0 => format!("tlm/v1/{id}/up"),
+                1 => format!("tlm/v1/{id}/ack"),
+                2 => format!("tlm/v1/{other}/up"),
+                _ => other.clone(),
+            };
+            let own_up = topic == format!("tlm/v1/{id}/up");
+            let own_ack = topic == format!("tlm/v1/{id}/ack");
+            proptest::prop_assert_eq!(check_publish(&id, &topic, false).is_ok(), own_up);
+            proptest::prop_assert!(check_publish(&id, &topic, true).is_err());
+            proptest::prop_assert_eq!(check_subscribe(&id, &topic).is_ok(), own_ack);
+        }
+    }
+
     #[test]
     fn refusal_logs_are_limited_per_window() {
         let mut registry = prometheus_client::registry::Registry::default();

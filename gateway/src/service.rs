@@ -116,7 +116,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     };
     tracing::info!("Gateway running.");
 
-    until_shutdown(shutdown, &ingest).await;
+    let failed = until_shutdown(shutdown, &ingest).await;
     tracing::info!("Shutting down: no new messages; committing what is in flight.");
     ingest.stop_reading();
     // The forwarder deletes what Kinesis accepted through the writer: stop it first.
@@ -136,21 +136,30 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     ingest.join_acks();
     let _ = stop_http.send(());
     let _ = http.await;
+    if failed {
+        anyhow::bail!(
+            "ingest stopped: the embedded broker dropped the gateway's link; exiting so that \
+             systemd restarts the gateway (nothing acknowledged is lost)"
+        );
+    }
     tracing::info!("Gateway stopped cleanly.");
     Ok(())
 }
 
-/// Waits for `shutdown`; on each SIGHUP meanwhile (`systemctl reload`), reloads what can be
-/// reloaded without a restart: the device credentials.
-async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) {
+/// Waits for `shutdown`, or for ingest to fail for good (then returns true); on each SIGHUP
+/// meanwhile (`systemctl reload`), reloads what can be reloaded without a restart: the device
+/// credentials.
+async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) -> bool {
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut failed = std::pin::pin!(ingest.failed());
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::hangup()) {
             Ok(mut hup) => loop {
                 tokio::select! {
-                    () = &mut shutdown => return,
+                    () = &mut shutdown => return false,
+                    () = &mut failed => return true,
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: reloading the device credentials.");
                         ingest.reload();
@@ -160,7 +169,10 @@ async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) {
             Err(e) => tracing::warn!(error = %e, "No SIGHUP handler: reload needs a restart."),
         }
     }
-    shutdown.await;
+    tokio::select! {
+        () = &mut shutdown => false,
+        () = &mut failed => true,
+    }
 }
 
 /// The running ingest, whichever mode.
@@ -174,6 +186,14 @@ impl Ingest {
         match self {
             Self::Embedded(i) => i.stop_reading(),
             Self::External(i) => i.stop_reading(),
+        }
+    }
+
+    /// Completes if ingest stopped for good.
+    async fn failed(&self) {
+        match self {
+            Self::Embedded(i) => i.failed().await,
+            Self::External(_) => std::future::pending().await,
         }
     }
 

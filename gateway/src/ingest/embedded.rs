@@ -175,6 +175,8 @@ pub struct EmbeddedBroker {
     /// Client IDs to disconnect, for the ack publisher (it owns the link to the router).
     revoke: crossbeam_channel::Sender<Vec<String>>,
     metrics: IngestMetrics,
+    /// Notified when the reader lost the broker link (ingest stopped for good).
+    link_lost: Arc<tokio::sync::Notify>,
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
     acker: Option<std::thread::JoinHandle<()>>,
@@ -224,9 +226,17 @@ impl EmbeddedBroker {
             })?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader_stop = stop.clone();
+        let link_lost = Arc::new(tokio::sync::Notify::new());
+        let (reader_lost, lost_gauge) = (link_lost.clone(), metrics.link_lost.clone());
         let reader = std::thread::Builder::new()
             .name("ingest-reader".into())
-            .spawn(move || read_link(link_rx, receiver, &reader_stop))?;
+            .spawn(move || {
+                if let Err(e) = read_link(link_rx, receiver, &reader_stop) {
+                    tracing::error!(error = %e, "Broker link lost: ingest stopped; the gateway exits.");
+                    lost_gauge.set(1);
+                    reader_lost.notify_one();
+                }
+            })?;
         let (revoke, revoked) = crossbeam_channel::unbounded();
         let acker_metrics = metrics.clone();
         let acker = std::thread::Builder::new()
@@ -241,10 +251,16 @@ impl EmbeddedBroker {
             logins,
             revoke,
             metrics,
+            link_lost,
             stop,
             reader: Some(reader),
             acker: Some(acker),
         })
+    }
+
+    /// Completes if the link to the broker is lost: nothing can be received any more.
+    pub async fn failed(&self) {
+        self.link_lost.notified().await;
     }
 
     /// Reads the credentials file again (SIGHUP): new devices may log in at once, and removed
@@ -294,26 +310,20 @@ impl EmbeddedBroker {
 }
 
 /// Reads the link until `stop`. Every Forward goes to the receiver; `Unschedule` is answered.
-fn read_link(mut rx: LinkRx, mut receiver: Receiver, stop: &AtomicBool) {
+/// An error means the router dropped the link: nothing will arrive any more.
+fn read_link(mut rx: LinkRx, mut receiver: Receiver, stop: &AtomicBool) -> Result<(), String> {
     while !stop.load(Ordering::SeqCst) {
         match rx.recv_deadline(Instant::now() + Duration::from_millis(100)) {
             Ok(Some(Notification::Forward(forward))) => {
                 receiver.handle(&forward.publish.topic, &forward.publish.payload);
             }
-            Ok(Some(Notification::Unschedule)) => {
-                if let Err(e) = rx.ready() {
-                    tracing::error!(error = %e, "Broker link lost; ingest stopped.");
-                    return;
-                }
-            }
+            Ok(Some(Notification::Unschedule)) => rx.ready().map_err(|e| e.to_string())?,
             Ok(Some(_)) | Ok(None) => {}
             Err(rumqttd::local::LinkError::RecvTimeout(_)) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "Broker link lost; ingest stopped.");
-                return;
-            }
+            Err(e) => return Err(e.to_string()),
         }
     }
+    Ok(())
 }
 
 /// Publishes acks through the link (QoS 0; a lost ack is repaired by the device's resend), and

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Label of the rejection counter.
@@ -48,6 +49,9 @@ pub struct IngestMetrics {
     pub credential_reload_failures: Counter,
     /// Disconnect requests for devices removed from the credentials file (or re-keyed).
     pub revoked_disconnects: Counter,
+    /// 1 once the gateway's in-process link to the embedded broker is lost (ingest stopped; the
+    /// gateway then exits for systemd to restart it), else 0.
+    pub link_lost: Gauge,
 }
 
 impl IngestMetrics {
@@ -66,6 +70,7 @@ impl IngestMetrics {
             credential_reloads: Counter::default(),
             credential_reload_failures: Counter::default(),
             revoked_disconnects: Counter::default(),
+            link_lost: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway_ingest");
         r.register("messages", "Uplink messages received", m.messages.clone());
@@ -123,6 +128,11 @@ impl IngestMetrics {
             "revoked_disconnects",
             "Disconnect requests for devices removed from the credentials file or re-keyed",
             m.revoked_disconnects.clone(),
+        );
+        r.register(
+            "link_lost",
+            "1 once the in-process link to the embedded broker is lost (ingest stopped)",
+            m.link_lost.clone(),
         );
         m
     }

@@ -75,6 +75,9 @@ impl Health {
     pub fn report(&self) -> HealthReport {
         let writable = self.buffer.writable.get() == 1;
         let mut problems = Vec::new();
+        if self.ingest.link_lost.get() != 0 {
+            problems.push("ingest stopped: the gateway's link to its embedded MQTT broker is lost; no device is acknowledged (the gateway exits so that systemd restarts it)".to_owned());
+        }
         if !writable {
             problems.push("buffer not writable (disk full or I/O errors): devices are not acknowledged and keep their readings".to_owned());
         }
@@ -105,5 +108,24 @@ impl Health {
             },
             forward,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_broker_link_is_named_and_degrades_health() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let buffer = BufferMetrics::register(&mut registry);
+        buffer.writable.set(1);
+        let ingest = IngestMetrics::register(&mut registry);
+        let health = Health::new(buffer, ingest.clone());
+        assert_eq!(health.report().status, "ok");
+        ingest.link_lost.set(1);
+        let report = health.report();
+        assert_eq!(report.status, "degraded");
+        assert!(report.problems[0].contains("link to its embedded MQTT broker is lost"));
     }
 }

@@ -328,9 +328,9 @@ pub struct DeviceState {
     pub last_seen_ms: i64,
     /// The boot before `boot`, where it stood when the device left it (`None`: no switch yet).
     pub previous: Option<BootPosition>,
-    /// A boot the sequencer did not adopt (older, or too far ahead), and how many batches in a
-    /// row have claimed it with none of `boot` in between. Not persisted.
-    pub candidate: BootCandidate,
+    /// An unusual claim the sequencer has not adopted yet (a boot far ahead or the previous
+    /// one, a `held_from` far ahead), and how many batches in a row made it. Not persisted.
+    pub candidate: Claim,
 }
 
 /// A boot and its next expected sequence number.
@@ -342,12 +342,14 @@ pub struct BootPosition {
     pub next_seq: u32,
 }
 
-/// Batches in a row that claimed a boot the sequencer has not adopted.
+/// Batches in a row that made a claim the sequencer has not adopted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BootCandidate {
+pub struct Claim {
     /// The claimed boot.
     pub boot: u32,
-    /// How many batches in a row claimed it (0: no candidate).
+    /// The claimed `held_from`.
+    pub held_from: u32,
+    /// How many batches in a row made it (0: no claim).
     pub batches: u32,
 }
 
@@ -392,7 +394,7 @@ impl DeviceState {
             next_seq: u32::from_le_bytes(array(&b[4..8])),
             last_seen_ms: i64::from_le_bytes(array(&b[8..16])),
             previous,
-            candidate: BootCandidate::default(),
+            candidate: Claim::default(),
         })
     }
 }

@@ -21,8 +21,10 @@ pub struct BufferMetrics {
     pub stale_boot_batches: Counter,
     /// Batches whose boot is too far ahead of the current one (ignored, see `sequencer`).
     pub boot_jump_batches: Counter,
-    /// Refused boots adopted after enough batches in a row claimed them.
-    pub boots_confirmed: Counter,
+    /// Batches whose `held_from` skips too far ahead (ignored, see `sequencer`).
+    pub held_from_jump_batches: Counter,
+    /// Unusual claims (boot, `held_from`) adopted after enough batches in a row made them.
+    pub claims_confirmed: Counter,
     /// Readings not stored because the buffer was full under `reject-new` (not acked).
     pub readings_rejected_full: Counter,
     /// Readings evicted under `drop-oldest` (data loss).
@@ -61,7 +63,8 @@ impl BufferMetrics {
             readings_lost_at_device: Counter::default(),
             stale_boot_batches: Counter::default(),
             boot_jump_batches: Counter::default(),
-            boots_confirmed: Counter::default(),
+            held_from_jump_batches: Counter::default(),
+            claims_confirmed: Counter::default(),
             readings_rejected_full: Counter::default(),
             readings_evicted: Counter::default(),
             readings_expired: Counter::default(),
@@ -108,9 +111,14 @@ impl BufferMetrics {
             m.boot_jump_batches.clone(),
         );
         r.register(
-            "boots_confirmed",
-            "Refused boots adopted after enough batches in a row claimed them",
-            m.boots_confirmed.clone(),
+            "held_from_jump_batches",
+            "Batches whose held_from skips too far ahead of what the gateway has",
+            m.held_from_jump_batches.clone(),
+        );
+        r.register(
+            "claims_confirmed",
+            "Unusual boot or held_from claims adopted after enough batches in a row made them",
+            m.claims_confirmed.clone(),
         );
         r.register(
             "readings_rejected_full",

@@ -18,7 +18,7 @@
 //! - up by 1 to [`MAX_BOOT_ADVANCE`]: adopted at once (the device rebooted, perhaps a few times
 //!   while it could not reach the gateway);
 //! - up by more (`boot_jump`): refused and counted, nothing stored or acked, until
-//!   [`BOOT_CONFIRM_BATCHES`] batches in a row claim that boot with no batch of the current
+//!   [`CONFIRM_BATCHES`] batches in a row claim that boot with no batch of the current
 //!   boot in between (the device really did reboot that often offline);
 //! - back to the boot the device left last (`stale_boot` until confirmed the same way): the
 //!   sequencer keeps that boot's position, so a device pushed onto a wrong boot (a corrupt
@@ -30,21 +30,34 @@
 //!   name other readings (a counter reset by a full flash erase): such a board needs a new
 //!   device ID, or its readings would share identities with old ones.
 //!
+//! How far `held_from` may skip: a device says with `held_from` that it dropped readings the
+//! gateway never got (its ring overflowed), and the gateway moves past them. A skip of more
+//! than [`MAX_HELD_FROM_ADVANCE`] readings (`held_from_jump`) is refused the same way until
+//! [`CONFIRM_BATCHES`] batches in a row claim it: one batch with `held_from` far ahead would
+//! otherwise make the device's next real readings look like duplicates, acked and never
+//! stored. A new boot starts at 0 for this check (a device that rebooted holds its new boot's
+//! readings from the start).
+//!
 //! So a batch with boot 0xFFFFFFFF changes nothing, and one with a boot a little ahead costs
-//! the real device [`BOOT_CONFIRM_BATCHES`] batches (a few ack timeouts) of delay.
+//! the real device [`CONFIRM_BATCHES`] batches (a few ack timeouts) of delay.
 //!
 //! Identities: the broker lets a connection publish only as its own device
 //! (`ingest::authorize`), so only that device, or a client with its credentials, can move its
 //! boot at all.
 
-use super::layout::{BootCandidate, BootPosition, DeviceState};
+use super::layout::{BootPosition, Claim, DeviceState};
 
 /// The largest boot advance adopted at once.
 pub const MAX_BOOT_ADVANCE: u32 = 16;
 
-/// Batches in a row that must claim a refused boot (far ahead, or the previous one) before it
-/// is adopted.
-pub const BOOT_CONFIRM_BATCHES: u32 = 8;
+/// The most readings a batch's `held_from` may skip (readings the gateway never got and the
+/// device says it dropped) without confirmation. A device offline for long may drop more:
+/// then [`CONFIRM_BATCHES`] batches in a row must say so.
+pub const MAX_HELD_FROM_ADVANCE: u32 = 65_536;
+
+/// Batches in a row that must make an unusual claim (a boot far ahead, the previous boot, a
+/// `held_from` far ahead) before it is adopted.
+pub const CONFIRM_BATCHES: u32 = 8;
 
 /// The part of an uplink batch the sequencer looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,60 +89,99 @@ pub struct Admission {
     pub stale_boot: bool,
     /// The batch's boot is more than [`MAX_BOOT_ADVANCE`] ahead, not (yet) adopted.
     pub boot_jump: bool,
-    /// A boot refused before was adopted now (see the module docs).
-    pub boot_confirmed: bool,
+    /// The batch's `held_from` skips more than [`MAX_HELD_FROM_ADVANCE`] readings the gateway
+    /// never got, not (yet) adopted.
+    pub held_from_jump: bool,
+    /// An unusual claim refused before (boot or `held_from`) was adopted now.
+    pub claim_confirmed: bool,
 }
 
 impl Admission {
-    /// The batch's boot was refused: nothing stored, nothing acked.
-    pub fn boot_refused(&self) -> bool {
-        self.stale_boot || self.boot_jump
+    /// The batch was refused as an unconfirmed claim: nothing stored, nothing acked.
+    pub fn refused(&self) -> bool {
+        self.stale_boot || self.boot_jump || self.held_from_jump
     }
 }
 
 /// Decides on `batch` given the device's state (`None` for a device never seen) and returns
-/// the decision with the state to persist if the readings are stored.
+/// the decision with the state to keep (also when refused: it counts the claims).
 pub fn admit(state: Option<DeviceState>, batch: BatchSeq) -> (Admission, DeviceState) {
     let mut decision = Admission::default();
-    let mut next = match state {
-        Some(s) if s.boot == batch.boot => DeviceState {
-            candidate: BootCandidate::default(),
-            ..s
-        },
-        Some(s) if batch.boot > s.boot && batch.boot - s.boot <= MAX_BOOT_ADVANCE => {
-            new_boot(s, batch)
-        }
-        Some(mut s) => {
-            let returning = s.previous.is_some_and(|p| p.boot == batch.boot);
-            if batch.boot < s.boot && !returning {
-                decision.stale_boot = true;
-                return (decision, s);
-            }
-            // Far ahead, or back to the previous boot: adopted once enough batches in a row
-            // claim it.
-            let claims = if s.candidate.boot == batch.boot {
-                s.candidate.batches.saturating_add(1)
-            } else {
-                1
-            };
-            if claims < BOOT_CONFIRM_BATCHES {
-                s.candidate = BootCandidate {
-                    boot: batch.boot,
-                    batches: claims,
-                };
-                decision.stale_boot = batch.boot < s.boot;
-                decision.boot_jump = batch.boot > s.boot;
-                return (decision, s);
-            }
-            decision.boot_confirmed = true;
-            new_boot(s, batch)
-        }
-        None => DeviceState {
+    let Some(mut current) = state else {
+        // First sight: nothing to compare with; the device holds nothing below held_from.
+        let next = DeviceState {
             boot: batch.boot,
             next_seq: batch.held_from,
             ..DeviceState::default()
-        },
+        };
+        return store(decision, next, batch);
     };
+    // Where the batch's boot stands, and whether moving there needs confirmation.
+    let here = BootPosition {
+        boot: current.boot,
+        next_seq: current.next_seq,
+    };
+    let (start, unusual_boot) = match current.previous {
+        _ if batch.boot == current.boot => (here, false),
+        Some(p) if p.boot == batch.boot => (p, true),
+        _ if batch.boot < current.boot => {
+            decision.stale_boot = true;
+            return (decision, current);
+        }
+        _ => (
+            BootPosition {
+                boot: batch.boot,
+                next_seq: 0,
+            },
+            batch.boot - current.boot > MAX_BOOT_ADVANCE,
+        ),
+    };
+    let held_from_jump = batch.held_from.saturating_sub(start.next_seq) > MAX_HELD_FROM_ADVANCE;
+    if unusual_boot || held_from_jump {
+        let claim = Claim {
+            boot: batch.boot,
+            held_from: batch.held_from,
+            batches: 1,
+        };
+        let claims = match current.candidate {
+            c if c.boot == claim.boot && c.held_from == claim.held_from => {
+                c.batches.saturating_add(1)
+            }
+            _ => 1,
+        };
+        if claims < CONFIRM_BATCHES {
+            current.candidate = Claim {
+                batches: claims,
+                ..claim
+            };
+            decision.stale_boot = unusual_boot && batch.boot < current.boot;
+            decision.boot_jump = unusual_boot && batch.boot > current.boot;
+            decision.held_from_jump = !unusual_boot;
+            return (decision, current);
+        }
+        decision.claim_confirmed = true;
+    }
+    let next = DeviceState {
+        boot: start.boot,
+        next_seq: start.next_seq,
+        last_seen_ms: current.last_seen_ms,
+        // The boot left becomes the previous one.
+        previous: if start.boot == current.boot {
+            current.previous
+        } else {
+            Some(here)
+        },
+        candidate: Claim::default(),
+    };
+    store(decision, next, batch)
+}
+
+/// The admission of `batch` against `next`, a state of the batch's boot.
+fn store(
+    mut decision: Admission,
+    mut next: DeviceState,
+    batch: BatchSeq,
+) -> (Admission, DeviceState) {
     if batch.held_from > next.next_seq {
         decision.lost_at_device = batch.held_from - next.next_seq;
         next.next_seq = batch.held_from;
@@ -147,26 +199,6 @@ pub fn admit(state: Option<DeviceState>, batch: BatchSeq) -> (Admission, DeviceS
         next.next_seq = batch.first_seq + batch.count;
     }
     (decision, next)
-}
-
-/// `state` moved to the batch's boot. A boot never seen starts at `held_from` (the device
-/// holds nothing below it); the previous boot resumes where it stood. The boot left becomes
-/// the previous one.
-fn new_boot(state: DeviceState, batch: BatchSeq) -> DeviceState {
-    let next_seq = match state.previous {
-        Some(p) if p.boot == batch.boot => p.next_seq,
-        _ => batch.held_from,
-    };
-    DeviceState {
-        boot: batch.boot,
-        next_seq,
-        last_seen_ms: state.last_seen_ms,
-        previous: Some(BootPosition {
-            boot: state.boot,
-            next_seq: state.next_seq,
-        }),
-        candidate: BootCandidate::default(),
-    }
 }
 
 /// The ack a device may receive in `state`: every `seq <= through_seq` is settled. `None`
@@ -240,7 +272,7 @@ mod tests {
         let (d, s) = admit(Some(state(1, 500)), batch(2, 0, 3, 0));
         assert_eq!((d.store_count, s.boot, s.next_seq), (3, 2, 3));
         let (d, s2) = admit(Some(s), batch(1, 500, 3, 500));
-        assert!(d.stale_boot && d.boot_refused());
+        assert!(d.stale_boot && d.refused());
         assert_eq!((d.store_count, s2.boot, s2.next_seq), (0, 2, 3));
     }
 
@@ -264,14 +296,14 @@ mod tests {
         assert_eq!((d.store_count, s.boot, s.next_seq), (1, 9, 1));
         // ...the real device's batches are stale until enough in a row claim boot 5...
         let mut s = s;
-        for _ in 1..BOOT_CONFIRM_BATCHES {
+        for _ in 1..CONFIRM_BATCHES {
             let (d, next) = admit(Some(s), batch(5, 28, 4, 28));
             assert!(d.stale_boot && d.store_count == 0);
             s = next;
         }
         // ...then boot 5 resumes at 30: 28 and 29 are duplicates, 30 and 31 are stored.
         let (d, s) = admit(Some(s), batch(5, 28, 4, 28));
-        assert!(d.boot_confirmed);
+        assert!(d.claim_confirmed);
         assert_eq!((d.duplicates, d.store_from, d.store_count), (2, 2, 2));
         assert_eq!((s.boot, s.next_seq), (5, 32));
         assert_eq!(
@@ -287,24 +319,24 @@ mod tests {
     fn a_boot_far_ahead_claimed_often_enough_in_a_row_is_adopted() {
         let mut s = state(5, 0);
         // Batches of the current boot in between start the count again.
-        for i in 0..3 * BOOT_CONFIRM_BATCHES {
+        for i in 0..3 * CONFIRM_BATCHES {
             let b = if i % 4 == 3 {
                 batch(5, 0, 1, 0)
             } else {
                 batch(1000, 0, 1, 0)
             };
             let (d, next) = admit(Some(s), b);
-            assert!(!d.boot_confirmed, "batch {i}");
+            assert!(!d.claim_confirmed, "batch {i}");
             s = next;
         }
         assert_eq!(s.boot, 5);
-        for _ in 1..BOOT_CONFIRM_BATCHES {
+        for _ in 1..CONFIRM_BATCHES {
             let (d, next) = admit(Some(s), batch(1000, 0, 1, 0));
             assert!(d.boot_jump);
             s = next;
         }
         let (d, s) = admit(Some(s), batch(1000, 0, 1, 0));
-        assert!(d.boot_confirmed && !d.boot_refused());
+        assert!(d.claim_confirmed && !d.refused());
         assert_eq!((d.store_count, s.boot, s.next_seq), (1, 1000, 1));
     }
 
@@ -312,12 +344,54 @@ mod tests {
     fn an_older_boot_than_the_previous_one_stays_stale() {
         // A counter reset by a flash erase: its seqs may name old readings of boot 1.
         let mut s = state(90, 7);
-        for _ in 0..3 * BOOT_CONFIRM_BATCHES {
+        for _ in 0..3 * CONFIRM_BATCHES {
             let (d, next) = admit(Some(s), batch(1, 0, 2, 0));
-            assert!(d.stale_boot && !d.boot_confirmed);
+            assert!(d.stale_boot && !d.claim_confirmed);
             s = next;
         }
         assert_eq!((s.boot, s.next_seq), (90, 7));
+    }
+
+    #[test]
+    fn a_held_from_far_ahead_is_refused_until_confirmed() {
+        // One batch claiming the device dropped a billion readings: refused, nothing moves.
+        let (d, s) = admit(
+            Some(state(2, 100)),
+            batch(2, 1_000_000_000, 1, 1_000_000_000),
+        );
+        assert!(d.held_from_jump && d.refused());
+        assert_eq!((s.boot, s.next_seq), (2, 100));
+        // The device's real readings are stored and acked, not taken for duplicates.
+        let (d, s) = admit(Some(s), batch(2, 100, 3, 100));
+        assert_eq!((d.duplicates, d.store_count, s.next_seq), (0, 3, 103));
+        // A skip within the bound is the usual ring overflow.
+        let (d, s) = admit(
+            Some(s),
+            batch(
+                2,
+                103 + MAX_HELD_FROM_ADVANCE,
+                1,
+                103 + MAX_HELD_FROM_ADVANCE,
+            ),
+        );
+        assert_eq!(
+            (d.lost_at_device, d.store_count),
+            (MAX_HELD_FROM_ADVANCE, 1)
+        );
+        // A device offline for long says so in every batch: adopted after CONFIRM_BATCHES.
+        let far = s.next_seq + 10 * MAX_HELD_FROM_ADVANCE;
+        let mut s = s;
+        for _ in 1..CONFIRM_BATCHES {
+            let (d, next) = admit(Some(s), batch(2, far, 4, far));
+            assert!(d.held_from_jump);
+            s = next;
+        }
+        let (d, s) = admit(Some(s), batch(2, far, 4, far));
+        assert!(d.claim_confirmed && !d.refused());
+        assert_eq!((d.store_count, s.next_seq), (4, far + 4));
+        // A new boot is checked from 0.
+        let (d, _) = admit(Some(s), batch(3, 1_000_000_000, 1, 1_000_000_000));
+        assert!(d.held_from_jump);
     }
 
     #[test]

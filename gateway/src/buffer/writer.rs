@@ -264,7 +264,8 @@ struct Outcome {
     lost_at_device: u64,
     stale: u64,
     boot_jumps: u64,
-    boots_confirmed: u64,
+    held_from_jumps: u64,
+    claims_confirmed: u64,
     rejected_full: u64,
     evicted: u64,
     expired: u64,
@@ -675,7 +676,8 @@ impl Writer {
         o.out_of_order += u64::from(decision.out_of_order);
         o.stale += u64::from(decision.stale_boot);
         o.boot_jumps += u64::from(decision.boot_jump);
-        o.boots_confirmed += u64::from(decision.boot_confirmed);
+        o.held_from_jumps += u64::from(decision.held_from_jump);
+        o.claims_confirmed += u64::from(decision.claim_confirmed);
         if decision.store_count > 0 {
             let from = decision.store_from as usize;
             let record = BatchRecord {
@@ -724,7 +726,7 @@ impl Writer {
                 next.last_seen_ms = batch.received_ms;
             }
         }
-        if decision.boot_refused() {
+        if decision.refused() {
             // Nothing stored or acked; only the boot candidate's count moves.
             o.states.insert(batch.device.clone(), next);
         } else {
@@ -770,7 +772,8 @@ impl Writer {
         m.readings_lost_at_device.inc_by(o.lost_at_device);
         m.stale_boot_batches.inc_by(o.stale);
         m.boot_jump_batches.inc_by(o.boot_jumps);
-        m.boots_confirmed.inc_by(o.boots_confirmed);
+        m.held_from_jump_batches.inc_by(o.held_from_jumps);
+        m.claims_confirmed.inc_by(o.claims_confirmed);
         m.readings_rejected_full.inc_by(o.rejected_full);
         if o.evicted > 0 {
             m.readings_evicted.inc_by(o.evicted);

@@ -38,6 +38,7 @@ pub mod mosquitto;
 pub mod mqtt_client;
 pub mod node;
 pub mod ports;
+pub mod raw_mqtt;
 mod read_back;
 
 pub use error::HarnessError;

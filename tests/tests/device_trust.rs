@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::mqtt_client::{Reply, TestClient};
+use e2e::raw_mqtt;
 use e2e::{GatewayOptions, GatewayProcess};
 use gateway::buffer::Buffer;
 use std::io::{Read, Write};
@@ -276,35 +277,6 @@ fn boot_poisoning_leaves_the_victims_later_batches_acked() {
     assert_eq!(stored(&gw), expected);
 }
 
-/// MQTT 3.1.1 CONNECT for `client_id` with a QoS 1 will, written by hand: no client library
-/// between the test and the broker.
-fn raw_connect_with_will(client_id: &str, will_topic: &str, will: &[u8]) -> Vec<u8> {
-    fn string(out: &mut Vec<u8>, s: &[u8]) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s);
-    }
-    let mut body = Vec::new();
-    string(&mut body, b"MQTT");
-    body.push(4); // protocol level 3.1.1
-    body.push(0b0000_1110); // clean session, will flag, will QoS 1
-    body.extend_from_slice(&30u16.to_be_bytes()); // keep alive
-    string(&mut body, client_id.as_bytes());
-    string(&mut body, will_topic.as_bytes());
-    string(&mut body, will);
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        packet.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
-}
-
 #[test]
 fn wills_and_retained_messages_are_refused() {
     // Open mode: the same rules hold with the client ID as identity.
@@ -316,16 +288,15 @@ fn wills_and_retained_messages_are_refused() {
     // dev-b leaves a will that writes as dev-a, then drops its TCP connection unannounced.
     let mut socket = TcpStream::connect(gw.mqtt311).expect("tcp");
     socket
-        .write_all(&raw_connect_with_will(
-            "dev-b",
-            "tlm/v1/dev-a/up",
-            &batch("dev-a", 1, 0, 4),
+        .write_all(&raw_mqtt::connect(
+            b"dev-b",
+            Some((b"tlm/v1/dev-a/up", &batch("dev-a", 1, 0, 4))),
         ))
         .expect("connect");
     let mut connack = [0u8; 4];
     socket.set_read_timeout(Some(WAIT)).expect("timeout");
     socket.read_exact(&mut connack).expect("CONNACK");
-    assert_eq!(connack, [0x20, 2, 0, 0], "connected");
+    assert_eq!(connack, raw_mqtt::CONNACK_ACCEPTED, "connected");
     drop(socket);
     // A retained message on its own uplink: refused too (the broker keeps none).
     victim

@@ -85,3 +85,89 @@ fn a_held_from_far_ahead_cannot_make_real_readings_look_like_duplicates() {
     gw.terminate(WAIT).expect("clean exit");
     assert_eq!(stored_seqs(&gw, "dev-h"), (0..7).collect::<Vec<_>>());
 }
+
+/// Opens `n` TCP connections to `addr` that say nothing; returns them, and how many the
+/// gateway closed within `within`.
+fn silent_connections(
+    addr: std::net::SocketAddr,
+    n: usize,
+    within: Duration,
+) -> (Vec<std::net::TcpStream>, usize) {
+    use std::io::Read;
+    let sockets: Vec<_> = (0..n)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(within);
+    let closed = sockets
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).expect("nonblocking");
+            let mut byte = [0u8; 1];
+            let closed = match (&**s).read(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            s.set_nonblocking(false).expect("blocking");
+            closed
+        })
+        .count();
+    (sockets, closed)
+}
+
+#[test]
+fn connections_are_capped_before_connect() {
+    let options = GatewayOptions {
+        embedded_toml: "max_connections = 20".into(),
+        ..GatewayOptions::default()
+    };
+    let gw = GatewayProcess::start(options).expect("gateway starts");
+    let (sockets, closed) = silent_connections(gw.mqtt5, 60, Duration::from_secs(2));
+    // 20 silent sockets hold every slot; the other 40 were closed at once.
+    assert!(
+        closed >= 35,
+        "only {closed} of 60 silent connections were closed"
+    );
+    drop(sockets);
+    std::thread::sleep(Duration::from_millis(300));
+    let device = TestClient::connect_v5(gw.mqtt5, "dev-c", None).expect("connects");
+    device.subscribe("tlm/v1/dev-c/ack").expect("subscribe");
+    device
+        .publish("tlm/v1/dev-c/up", &batch("dev-c", 1, 0, 2, 0))
+        .expect("publish");
+    assert_eq!(next_ack(&device), (1, 1));
+}
+
+#[test]
+fn accept_errors_back_off_instead_of_spinning() {
+    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let options = GatewayOptions {
+        // Few file descriptors: accepting more connections fails with EMFILE.
+        launcher: Some(vec![
+            "prlimit".into(),
+            "--nofile=96:96".into(),
+            gateway.into_os_string(),
+        ]),
+        ..GatewayOptions::default()
+    };
+    let gw = GatewayProcess::start(options).expect("gateway starts under prlimit");
+    let started = std::time::Instant::now();
+    let (sockets, _) = silent_connections(gw.mqtt5, 150, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
+    let log = gw.log_text();
+    let lines = log.matches("Unable to accept socket").count();
+    assert!(
+        (1..=16).contains(&lines),
+        "{lines} accept-error lines in 3 s:\n{}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    drop(sockets);
+    // Descriptors free again: a device is served.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let device = TestClient::connect_v5(gw.mqtt5, "dev-e", None).expect("connects");
+    device.subscribe("tlm/v1/dev-e/ack").expect("subscribe");
+    device
+        .publish("tlm/v1/dev-e/up", &batch("dev-e", 1, 0, 1, 0))
+        .expect("publish");
+    assert_eq!(next_ack(&device), (1, 0));
+}

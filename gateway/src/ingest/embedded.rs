@@ -52,6 +52,7 @@ pub enum StartError {
 }
 
 fn connection_settings(
+    config: &EmbeddedConfig,
     logins: Option<&Arc<DeviceLogins>>,
     metrics: &IngestMetrics,
     policy: &Arc<DevicePolicy>,
@@ -65,6 +66,8 @@ fn connection_settings(
         external_auth: None,
         dynamic_filters: true,
         authorizer: Some(policy.clone()),
+        // Counted from the accept, so silent sockets cannot hold more than this per listener.
+        max_open_connections: Some(config.max_connections),
     };
     if let Some(logins) = logins.cloned() {
         let failures = metrics.auth_failures.clone();
@@ -126,7 +129,7 @@ fn broker_config(
         authorizer: Some(policy.clone()),
         ..RouterConfig::default()
     };
-    let connections = connection_settings(logins, metrics, &policy);
+    let connections = connection_settings(config, logins, metrics, &policy);
     let mut v5 = HashMap::new();
     v5.insert(
         "mqtt5".to_owned(),

@@ -159,6 +159,10 @@ pub struct ConnectionSettings {
     /// telemetry-gateway patch: which client IDs may connect (see `authorize.rs`).
     #[serde(skip)]
     pub authorizer: Option<authorize::SharedAuthorizer>,
+    /// telemetry-gateway patch: most open TCP connections on this listener, counted from the
+    /// accept (before CONNECT); further connections are closed at once. `None`: no limit.
+    #[serde(default)]
+    pub max_open_connections: Option<usize>,
 }
 
 impl ConnectionSettings {

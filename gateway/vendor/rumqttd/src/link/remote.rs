@@ -298,6 +298,7 @@ mod tests {
             external_auth: None,
             dynamic_filters: false,
             authorizer: None,
+            max_open_connections: None,
         }
     }
 

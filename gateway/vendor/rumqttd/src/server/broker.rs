@@ -390,14 +390,45 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             listen_addr = self.config.listen.to_string(),
             "Listening for remote connections",
         );
+        // telemetry-gateway patch: open connections are capped from the accept on (a client
+        // that never sends CONNECT holds a slot until the connect timeout), and accept errors
+        // (EMFILE: out of file descriptors) back off instead of spinning and logging each time.
+        let open = config
+            .max_open_connections
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let mut accept_backoff = ACCEPT_BACKOFF_MIN;
+        let mut refused_full: u64 = 0;
+        let mut accept_errors: u64 = 0;
         loop {
             // Await new network connection.
             let (stream, addr) = match listener.accept().await {
-                Ok((s, r)) => (s, r),
+                Ok((s, r)) => {
+                    accept_backoff = ACCEPT_BACKOFF_MIN;
+                    (s, r)
+                }
                 Err(e) => {
-                    error!(error=?e, "Unable to accept socket.");
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        error!(error=?e, accept_errors, "Unable to accept socket; backing off.");
+                    }
+                    time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
+            };
+            let permit = match &open {
+                Some(open) => match open.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        refused_full += 1;
+                        if refused_full.is_power_of_two() {
+                            warn!(?addr, refused_full, "Connection limit reached; closing new connections.");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                },
+                None => None,
             };
 
             // telemetry-gateway patch: no Nagle. The broker writes small packets (PUBACK,
@@ -451,14 +482,21 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                     )
                 }
                 LinkType::Remote => task::spawn(
-                    remote(
-                        config,
-                        tenant_id.clone(),
-                        router_tx,
-                        network,
-                        protocol,
-                        self.awaiting_will_handler.clone(),
-                    )
+                    {
+                        let link = remote(
+                            config,
+                            tenant_id.clone(),
+                            router_tx,
+                            network,
+                            protocol,
+                            self.awaiting_will_handler.clone(),
+                        );
+                        // telemetry-gateway patch: the connection's slot is freed when it ends.
+                        async move {
+                            link.await;
+                            drop(permit);
+                        }
+                    }
                     .instrument(tracing::error_span!(
                         "remote_link",
                         ?tenant_id,
@@ -471,6 +509,21 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             time::sleep(delay).await;
         }
     }
+}
+
+/// telemetry-gateway patch: first and longest wait after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// telemetry-gateway patch: the map of wills awaiting their connection's end, usable after a
+/// panic elsewhere poisoned its lock (upstream `unwrap`ped it: one panic made every later
+/// connection on the listener panic).
+fn wills(
+    handlers: &Mutex<HashMap<String, Sender<AwaitingWill>>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, Sender<AwaitingWill>>> {
+    handlers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Configures the Websocket connection to indicate the correct protocol
@@ -542,20 +595,21 @@ async fn remote<P: Protocol>(
         client_id = format!("{tenant_id}.{client_id}");
     }
 
-    if let Some(sender) = will_handlers.lock().unwrap().remove(&client_id) {
+    // telemetry-gateway patch: the previous connection of this client ID may be gone with its
+    // receiver (its link never started): a failed send is nothing to panic about, and was
+    // upstream's panic with the lock held.
+    let previous = wills(&will_handlers).remove(&client_id);
+    if let Some(sender) = previous {
         let awaiting_will = if clean_session {
             AwaitingWill::Fire
         } else {
             AwaitingWill::Cancel
         };
-        sender.try_send(awaiting_will).unwrap();
+        let _ = sender.try_send(awaiting_will);
     }
 
     let (will_tx, will_rx) = flume::bounded::<AwaitingWill>(1);
-    will_handlers
-        .lock()
-        .unwrap()
-        .insert(client_id.clone(), will_tx);
+    wills(&will_handlers).insert(client_id.clone(), will_tx);
 
     // Start the link
     let mut link = match RemoteLink::new(
@@ -571,6 +625,8 @@ async fn remote<P: Protocol>(
         Ok(l) => l,
         Err(e) => {
             error!(error=?e, "Remote link error");
+            // telemetry-gateway patch: no will entry outlives a link that never started.
+            wills(&will_handlers).remove(&client_id);
             return;
         }
     };
@@ -618,7 +674,7 @@ async fn remote<P: Protocol>(
         Ok(w) => w.is_ok_and(|k| k == AwaitingWill::Fire),
         Err(_) => {
             // no need to keep the sender after timeout
-            will_handlers.lock().unwrap().remove(&client_id);
+            wills(&will_handlers).remove(&client_id);
             // as will delay interval has passed, publish the will message
             true
         }

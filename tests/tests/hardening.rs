@@ -171,3 +171,62 @@ fn accept_errors_back_off_instead_of_spinning() {
         .expect("publish");
     assert_eq!(next_ack(&device), (1, 0));
 }
+
+/// One request on the gateway's control socket; the reply's first line.
+fn control(gw: &GatewayProcess, request: &str) -> String {
+    use std::io::{BufRead, Write};
+    let socket = gw.data_dir().join("control.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("control socket");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("request");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("reply");
+    line
+}
+
+#[test]
+fn the_control_socket_deletes_only_what_an_export_durably_wrote() {
+    let gw = GatewayProcess::start(GatewayOptions::default()).expect("gateway starts");
+    let device = TestClient::connect_v5(gw.mqtt5, "dev-s", None).expect("connects");
+    device.subscribe("tlm/v1/dev-s/ack").expect("subscribe");
+    device
+        .publish("tlm/v1/dev-s/up", &batch("dev-s", 1, 0, 5, 0))
+        .expect("publish");
+    assert_eq!(next_ack(&device), (1, 4));
+    let stored = || {
+        gw.metric("gateway_buffer_buffered_readings")
+            .expect("metric")
+    };
+    assert_eq!(stored(), 5.0);
+
+    // No export directory: refused as a bad request.
+    let reply = control(&gw, r#"{"op":"delete","ids":[1]}"#);
+    assert!(reply.contains("\"ok\":false"), "{reply}");
+    // A directory with a planted manifest claiming log id 1, without its file.
+    let planted = gw.dir().join("planted");
+    std::fs::create_dir_all(&planted).expect("dir");
+    let manifest = r#"{"manifest_version":1,"format":"json","totals":{"files":1,"rows":5,"bytes":10},
+        "files":[{"path":"dt=2026-01-01/hour=00/part-1.json.gz","rows":5,"bytes":10,"sha256":"00",
+        "run":1,"first_log_id":0,"last_log_id":99,"min_time_ms":0,"max_time_ms":0}],
+        "runs":[],"exported":{"dev-s":[[1,0,4]]}}"#;
+    std::fs::write(planted.join("_manifest.json"), manifest).expect("plant");
+    let request = format!(
+        r#"{{"op":"delete","dir":"{}","ids":[1]}}"#,
+        planted.display()
+    );
+    let reply = control(&gw, &request);
+    assert!(
+        reply.contains("\"ok\":false") && reply.contains("nothing deleted"),
+        "{reply}"
+    );
+    // The same with the file present but not what the manifest says.
+    let file = planted.join("dt=2026-01-01/hour=00/part-1.json.gz");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+    std::fs::write(&file, b"0123456789").expect("file");
+    let reply = control(&gw, &request);
+    assert!(reply.contains("\"ok\":false"), "{reply}");
+    assert_eq!(stored(), 5.0, "nothing deleted");
+}

@@ -119,6 +119,9 @@ fn run_live(job: &CliExport, stop: &AtomicBool) -> Result<ExportSummary, CliErro
             super::live::socket_path(path),
         ));
     };
+    let live = live
+        .exporting_to(&job.dir)
+        .map_err(|e| ExportError::io("resolve", &job.dir, e))?;
     tracing::info!(socket = %live.socket().display(), "The gateway is running: exporting through it.");
     let deleter = job.mark_delivered.then_some(&live as &dyn Deleter);
     let mut progress = Progress::auto();

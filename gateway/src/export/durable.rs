@@ -124,6 +124,14 @@ pub fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Ex
     sync_dir(dir)
 }
 
+/// Size and SHA-256 (lowercase hex) of the file at `path`.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut sha = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut sha)?;
+    Ok((bytes, hex::encode(sha.finalize())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

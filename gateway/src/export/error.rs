@@ -34,6 +34,18 @@ pub enum ExportError {
         /// What is wrong.
         message: String,
     },
+    /// The manifest does not match the directory: a path outside the table, a file missing
+    /// or different from what the manifest records, or exported ranges no file holds. Nothing
+    /// it claims counts as exported, and nothing is deleted on its word.
+    #[error(
+        "{path} does not match its directory ({message}); not trusted: move the directory away, or restore its files"
+    )]
+    Untrusted {
+        /// The manifest file.
+        path: PathBuf,
+        /// The first mismatch found.
+        message: String,
+    },
     /// The directory holds a table of another format.
     #[error("{dir} holds a {found} table; export {requested} into another directory")]
     FormatMismatch {

@@ -12,11 +12,18 @@
 //! - `{"op":"read","after":ID|null,"max":N}` → `{"ok":true,"entries":K}` then K frames: the
 //!   log id (u64, big endian), the length (u32, big endian) and the entry as stored
 //!   ([`BatchRecord`] encoding)
-//! - `{"op":"delete","ids":[ID,…]}` → `{"ok":true,"readings":N}` once the deletion committed
+//! - `{"op":"delete","dir":"/abs/export/dir","ids":[ID,…]}` → `{"ok":true,"readings":N}` once
+//!   the deletion committed
 //!
 //! or `{"ok":false,"error":"…"}`. Deletes go through the gateway's buffer writer like the
 //! forwarder's, so the export protocol's rule holds: an entry is deleted only after its
-//! readings are in a durable manifest and their files are in place.
+//! readings are in a durable manifest and their files are in place. The gateway does not take
+//! the client's word for that: it reads the manifest of `dir` itself and deletes an id only if
+//! a file of that manifest, present with its recorded SHA-256, came from that entry (the
+//! file's log-id range holds it); otherwise the whole request is refused. So a member of the
+//! data directory's group can delete only what an export has durably written, and the
+//! gateway's service user must be able to read the export directory for `--mark-delivered`
+//! through the socket (else: stop the gateway and export offline).
 
 use super::error::ExportError;
 use super::run::Deleter;
@@ -47,7 +54,7 @@ pub fn socket_path(buffer_file: &Path) -> PathBuf {
 enum Request {
     Stats,
     Read { after: Option<u64>, max: usize },
-    Delete { ids: Vec<u64> },
+    Delete { dir: PathBuf, ids: Vec<u64> },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -206,7 +213,9 @@ fn execute(request: Request, buffer: &Buffer, writer: &WriterHandle) -> (Reply, 
             };
             (reply, frames)
         }
-        Request::Delete { ids } => match writer.delete(ids) {
+        Request::Delete { dir, ids } => match exported_ids(&dir, &ids)
+            .and_then(|()| writer.delete(ids).map_err(|e| format!("deleting: {e}")))
+        {
             Ok(readings) => (
                 Reply {
                     ok: true,
@@ -220,6 +229,50 @@ fn execute(request: Request, buffer: &Buffer, writer: &WriterHandle) -> (Reply, 
     }
 }
 
+/// Checks that every id in `ids` came into a file of the export table in `dir` that is present
+/// with its recorded SHA-256. Hashes each file needed once.
+fn exported_ids(dir: &Path, ids: &[u64]) -> Result<(), String> {
+    if !dir.is_absolute() {
+        return Err(format!(
+            "export directory {} is not an absolute path",
+            dir.display()
+        ));
+    }
+    let manifest = super::manifest::Manifest::load(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no export manifest in {}", dir.display()))?;
+    manifest.check_paths(dir).map_err(|e| e.to_string())?;
+    let mut verified = std::collections::BTreeSet::new();
+    for &id in ids {
+        let covering = manifest
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| (f.first_log_id..=f.last_log_id).contains(&id))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>();
+        let mut held = false;
+        for i in covering {
+            let f = &manifest.files[i];
+            if verified.contains(&i)
+                || super::durable::hash_file(&dir.join(&f.path))
+                    .is_ok_and(|(bytes, sha)| bytes == f.bytes && sha == f.sha256)
+            {
+                verified.insert(i);
+                held = true;
+                break;
+            }
+        }
+        if !held {
+            return Err(format!(
+                "log id {id} is in no file of the export in {} (present with its recorded SHA-256); nothing deleted",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 // --- the export's side ----------------------------------------------------------------------
 
 /// A running gateway's buffer, through its control socket.
@@ -227,6 +280,8 @@ fn execute(request: Request, buffer: &Buffer, writer: &WriterHandle) -> (Reply, 
 pub struct LiveGateway {
     socket: PathBuf,
     label: String,
+    /// The export directory deletes refer to (absolute).
+    export_dir: Option<PathBuf>,
 }
 
 impl LiveGateway {
@@ -236,12 +291,19 @@ impl LiveGateway {
         let mut live = Self {
             socket: socket_path(buffer_file),
             label: buffer_file.display().to_string(),
+            export_dir: None,
         };
         let (reply, _) = live.call(&Request::Stats).ok()?;
         if let Some(label) = reply.label {
             live.label = label;
         }
         Some(live)
+    }
+
+    /// Deletes will name `dir`, the export directory whose files the gateway checks.
+    pub fn exporting_to(mut self, dir: &Path) -> std::io::Result<Self> {
+        self.export_dir = Some(std::path::absolute(dir)?);
+        Ok(self)
     }
 
     /// The socket.
@@ -320,8 +382,12 @@ impl LogSource for LiveGateway {
 
 impl Deleter for LiveGateway {
     fn delete(&self, ids: Vec<u64>) -> Result<u64, String> {
+        let dir = self
+            .export_dir
+            .clone()
+            .ok_or("no export directory given for deletes")?;
         let (reply, _) = self
-            .call(&Request::Delete { ids })
+            .call(&Request::Delete { dir, ids })
             .map_err(|e| e.to_string())?;
         Ok(reply.readings.unwrap_or(0))
     }

@@ -208,6 +208,72 @@ impl Manifest {
         by_runs.max(by_files) + 1
     }
 
+    /// Checks every file path: relative, inside the table, not in its reserved names
+    /// (`_staging`, `_manifest.json`, ...). Cheap; done before anything is moved to a path.
+    pub fn check_paths(&self, dir: &Path) -> Result<(), ExportError> {
+        for f in &self.files {
+            let rel = Path::new(&f.path);
+            let inside = !f.path.is_empty()
+                && rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                && !f.path.starts_with('_')
+                && !f.path.contains('\\');
+            if !inside {
+                return Err(self.untrusted(
+                    dir,
+                    format!("file path {:?} is not inside the table", f.path),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the manifest against the directory: paths ([`Self::check_paths`]), every file
+    /// present with its recorded size and SHA-256, the totals, and the exported ranges
+    /// holding exactly as many readings as the files. Reads every file once.
+    pub fn verify(&self, dir: &Path) -> Result<(), ExportError> {
+        self.check_paths(dir)?;
+        for f in &self.files {
+            let path = dir.join(&f.path);
+            let (bytes, sha256) = super::durable::hash_file(&path)
+                .map_err(|e| self.untrusted(dir, format!("file {}: {e}", f.path)))?;
+            if bytes != f.bytes || sha256 != f.sha256 {
+                return Err(self.untrusted(
+                    dir,
+                    format!(
+                        "file {} differs from its manifest entry (size or SHA-256)",
+                        f.path
+                    ),
+                ));
+            }
+        }
+        let rows: u64 = self.files.iter().map(|f| f.rows).sum();
+        let ranges: u64 = self
+            .exported
+            .values()
+            .flatten()
+            .map(|&[_, from, to]| u64::from(to.saturating_sub(from)) + u64::from(from <= to))
+            .sum();
+        let totals_match = self.totals.files == self.files.len() as u64
+            && self.totals.rows == rows
+            && self.totals.bytes == self.files.iter().map(|f| f.bytes).sum::<u64>();
+        if ranges != rows || !totals_match {
+            return Err(self.untrusted(
+                dir,
+                format!("its exported ranges hold {ranges} readings, its files {rows}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn untrusted(&self, dir: &Path, message: String) -> ExportError {
+        ExportError::Untrusted {
+            path: Self::path(dir),
+            message,
+        }
+    }
+
     /// Serialised form (pretty, so people can read it).
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = serde_json::to_vec_pretty(self)?;

@@ -40,7 +40,9 @@ pub struct Recovery {
 impl Table {
     /// Opens (or creates) the table in `dir`, takes its lock and recovers an interrupted
     /// segment: committed files still in staging are moved into place, the rest of staging
-    /// is deleted.
+    /// is deleted. A manifest found there is trusted only once it matches the directory
+    /// ([`Manifest::verify`]): its paths are checked before any file is moved to one, its
+    /// files (with their SHA-256) after recovery, before its exported ranges count.
     pub fn open(dir: &Path, format: ExportFormat) -> Result<(Self, Recovery), ExportError> {
         create_dir_durable(dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -67,6 +69,7 @@ impl Table {
                 requested: format.name(),
             });
         }
+        manifest.check_paths(dir)?;
         let staging = dir.join(STAGING_DIR);
         create_dir_durable(&staging)?;
         let mut table = Self {
@@ -77,6 +80,7 @@ impl Table {
             manifest,
         };
         let recovery = table.recover()?;
+        table.manifest.verify(dir)?;
         Ok((table, recovery))
     }
 

@@ -179,3 +179,94 @@ fn opening_a_table_finishes_committed_moves_and_drops_uncommitted_files() {
     drop(writer);
     thread.join().expect("writer");
 }
+
+#[test]
+fn a_manifest_that_does_not_match_its_directory_is_not_trusted() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (buffer, writer, thread) = open(data.path());
+    fill(&writer, 2, 4, 10);
+    let out = tempfile::tempdir().expect("tempdir");
+    let planted = |dir: &Path, edit: &dyn Fn(&mut Manifest)| {
+        let mut m = Manifest::new(ExportFormat::Json);
+        edit(&mut m);
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(Manifest::path(dir), m.to_bytes().expect("json")).expect("plant");
+    };
+    let file = |path: &str, rows: u64| manifest::FileEntry {
+        path: path.into(),
+        rows,
+        bytes: 1,
+        sha256: "00".repeat(32),
+        run: 1,
+        first_log_id: 1,
+        last_log_id: 1,
+        min_time_ms: 0,
+        max_time_ms: 0,
+    };
+    type Edit<'a> = Box<dyn Fn(&mut Manifest) + 'a>;
+    let cases: Vec<(&str, Edit<'_>, &str)> = vec![
+        (
+            "ranges-without-files",
+            Box::new(|m: &mut Manifest| {
+                m.exported.insert("node-0".into(), vec![[1, 0, 39]]);
+            }),
+            "exported ranges hold 40 readings, its files 0",
+        ),
+        (
+            "path-outside",
+            Box::new(|m: &mut Manifest| m.add_files([file("../../outside.json.gz", 1)])),
+            "not inside the table",
+        ),
+        (
+            "reserved-name",
+            Box::new(|m: &mut Manifest| m.add_files([file("_manifest.json", 1)])),
+            "not inside the table",
+        ),
+        (
+            "missing-file",
+            Box::new(|m: &mut Manifest| {
+                m.add_files([file("dt=2026-11-27/hour=10/part-x.json.gz", 1)]);
+                m.exported.insert("node-0".into(), vec![[1, 0, 0]]);
+            }),
+            "part-x.json.gz",
+        ),
+    ];
+    for (name, edit, needle) in cases {
+        let dir = out.path().join(name);
+        planted(&dir, &*edit);
+        let mut req = request(&dir, ExportFormat::Json);
+        req.through_log_id = None;
+        let err = export(
+            &buffer,
+            Some(&writer),
+            &req,
+            &mut Progress::silent(),
+            &AtomicBool::new(false),
+        )
+        .expect_err("not trusted");
+        assert!(
+            matches!(err, ExportError::Untrusted { .. }),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains(needle), "{name}: {err}");
+        assert_eq!(
+            buffer.stats().expect("stats").readings,
+            80,
+            "{name}: nothing deleted on a planted manifest's word"
+        );
+        assert!(!out.path().join("outside.json.gz").exists());
+    }
+    // A manifest the gateway wrote still opens, and a changed file is noticed.
+    let good = out.path().join("good");
+    run(&buffer, None, &request(&good, ExportFormat::Json));
+    let m = Manifest::load(&good).expect("load").expect("exists");
+    Table::open(&good, ExportFormat::Json).expect("opens");
+    std::fs::write(good.join(&m.files[0].path), b"tampered").expect("tamper");
+    let err = Table::open(&good, ExportFormat::Json).expect_err("tampered");
+    assert!(
+        err.to_string().contains("differs from its manifest entry"),
+        "{err}"
+    );
+    drop(writer);
+    thread.join().expect("writer");
+}

@@ -77,6 +77,10 @@ sed "s/@SYSCALL_ARCHITECTURES@/$syscall_archs/" "$here/telemetry-gateway.service
   >"$stage/usr/lib/systemd/system/telemetry-gateway.service"
 install -m 0644 "$here/telemetry-gateway.sysusers" "$stage/usr/lib/sysusers.d/telemetry-gateway.conf"
 install -m 0644 "$here/copyright" "$here/README.Debian" "$stage/usr/share/doc/telemetry-gateway/"
+# What an external broker must enforce (README "External broker mode"), as mosquitto files.
+install -d -m 0755 "$stage/usr/share/doc/telemetry-gateway/examples/mosquitto"
+install -m 0644 "$root/gateway/deploy/mosquitto/mosquitto.conf" "$root/gateway/deploy/mosquitto/mosquitto.acl" \
+  "$stage/usr/share/doc/telemetry-gateway/examples/mosquitto/"
 gzip -9n <"$here/telemetry-gateway.1" >"$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 chmod 0644 "$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 {

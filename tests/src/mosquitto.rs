@@ -19,9 +19,53 @@ impl Mosquitto {
     /// Starts mosquitto with persistence on (as a production broker would run). If another
     /// process took the chosen port first (mosquitto then exits), starts again on another.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(|_| Ok("allow_anonymous true\n".to_owned()))
+    }
+
+    /// Starts mosquitto as `gateway/deploy/mosquitto/mosquitto.conf` configures it: logins
+    /// required (`users`: username and password, stored with `mosquitto_passwd`), client ID =
+    /// username, and the ACL file `acl`.
+    pub fn start_secured(
+        users: &[(&str, &str)],
+        acl: &std::path::Path,
+    ) -> Result<Self, HarnessError> {
+        Self::start_with(|dir| {
+            let passwd = dir.join("passwd");
+            std::fs::write(&passwd, "").map_err(|e| HarnessError::io("creating passwd", e))?;
+            for (user, password) in users {
+                let status = Command::new("mosquitto_passwd")
+                    .arg("-b")
+                    .arg(&passwd)
+                    .arg(user)
+                    .arg(password)
+                    .status()
+                    .map_err(|e| {
+                        HarnessError::setup(format!(
+                            "mosquitto_passwd could not be run ({e}); it comes with `apt-get install mosquitto`"
+                        ))
+                    })?;
+                if !status.success() {
+                    return Err(HarnessError::setup(format!(
+                        "mosquitto_passwd failed for {user}"
+                    )));
+                }
+            }
+            Ok(format!(
+                "allow_anonymous false\npassword_file {}\nacl_file {}\nuse_username_as_clientid true\n",
+                passwd.display(),
+                acl.display()
+            ))
+        })
+    }
+
+    /// Starts mosquitto with the security lines `security(dir)` returns (`dir`: its temporary
+    /// directory).
+    fn start_with(
+        security: impl Fn(&std::path::Path) -> Result<String, HarnessError>,
+    ) -> Result<Self, HarnessError> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            if let Some(broker) = Self::try_start()? {
+            if let Some(broker) = Self::try_start(&security)? {
                 return Ok(broker);
             }
         }
@@ -30,14 +74,17 @@ impl Mosquitto {
         )))
     }
 
-    fn try_start() -> Result<Option<Self>, HarnessError> {
+    fn try_start(
+        security: &impl Fn(&std::path::Path) -> Result<String, HarnessError>,
+    ) -> Result<Option<Self>, HarnessError> {
         let dir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
         let port = crate::ports::free_ports(1)?[0];
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let conf = dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+            "per_listener_settings false\n{}listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\n\
              max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest stderr\nlog_type error\n",
+            security(dir.path())?,
             dir.path().display()
         );
         std::fs::write(&conf, text).map_err(|e| HarnessError::io("writing mosquitto.conf", e))?;

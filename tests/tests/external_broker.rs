@@ -93,3 +93,128 @@ fn two_gateways_split_the_fleet_and_lose_nothing_acked() {
         "no gateway stored a reading twice"
     );
 }
+
+/// mosquitto configured as `gateway/deploy/mosquitto/` ships it (logins, client ID = username,
+/// the ACL file): a device cannot write as, read, or take the session of another client, and
+/// the gateway stores only what devices published as themselves.
+#[test]
+fn with_the_shipped_acl_devices_cannot_write_or_read_as_others() {
+    use e2e::mqtt_client::{Reply, TestClient};
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/deploy/mosquitto/mosquitto.acl");
+    let mut users = vec![
+        ("telemetry-gateway", "gw-pw".to_owned()),
+        ("dev-a", "pw-a".to_owned()),
+        ("dev-b", "pw-b".to_owned()),
+    ];
+    users.extend((0..5).map(|i| {
+        (
+            ["sim-0000", "sim-0001", "sim-0002", "sim-0003", "sim-0004"][i],
+            "sim-pw".to_owned(),
+        )
+    }));
+    let users: Vec<(&str, &str)> = users.iter().map(|(u, p)| (*u, p.as_str())).collect();
+    let broker = Mosquitto::start_secured(&users, &acl).expect("mosquitto starts");
+    let mut options = external(broker.addr, "gw-a");
+    options
+        .extra_toml
+        .push_str("username = \"telemetry-gateway\"\npassword = \"gw-pw\"\n");
+    let mut gw = GatewayProcess::start(options).expect("gateway starts");
+    wait_subscribed(&gw);
+
+    // Devices as themselves: everything acked and stored.
+    let log = gw.dir().join("acked.csv");
+    let log_arg = log.display().to_string();
+    #[rustfmt::skip]
+    let sim = devsim::spawn(broker.addr, &[
+        "--devices", "5", "--rate", "20", "--duration", "3", "--batch-max", "10",
+        "--mqtt-password", "sim-pw", "--drain-timeout", "30", "--acked-log", &log_arg, "--json",
+    ]).expect("devsim");
+    let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
+    assert!(ok, "{stdout}\n{stderr}");
+
+    // dev-b writes as dev-a, reads everything, forges an ack: mosquitto refuses each.
+    let victim = TestClient::connect_v5(broker.addr, "dev-a", Some(("dev-a", "pw-a"))).expect("in");
+    victim.subscribe("tlm/v1/dev-a/ack").expect("subscribe");
+    assert_eq!(
+        victim.next_reply(Duration::from_secs(5)),
+        Some(Reply::SubAck(vec![0]))
+    );
+    let attacker =
+        TestClient::connect_v5(broker.addr, "dev-b", Some(("dev-b", "pw-b"))).expect("in");
+    // mosquitto grants `#` and then checks the read ACL on every message it would deliver:
+    // dev-b must receive nothing (checked after dev-a's publish below).
+    attacker.subscribe("#").expect("subscribe");
+    assert!(matches!(
+        attacker.next_reply(Duration::from_secs(5)),
+        Some(Reply::SubAck(_))
+    ));
+    let forged = {
+        use telemetry_wire::{DeviceId, Reading, SensorKind, UplinkHeader};
+        let header = UplinkHeader {
+            device_id: DeviceId::new("dev-a").expect("id"),
+            boot: 1,
+            first_seq: 0,
+            held_from: 0,
+            dropped: 0,
+            sent_at_ms: 10,
+            boot_utc_ms: None,
+            mac: None,
+        };
+        let r = Reading {
+            t_ms: 1,
+            channel: 0,
+            kind: SensorKind::TEMPERATURE_C,
+            value: 1.0,
+        };
+        let mut out = vec![0u8; 256];
+        let n =
+            telemetry_wire::uplink::encode_uplink(&header, [r].iter(), &mut out).expect("encodes");
+        out.truncate(n);
+        out
+    };
+    attacker
+        .publish("tlm/v1/dev-a/up", &forged)
+        .expect("publish");
+    assert_eq!(
+        attacker.next_reply(Duration::from_secs(5)),
+        Some(Reply::PubAck(0x87))
+    );
+    attacker
+        .publish("tlm/v1/dev-a/ack", &[0xa0])
+        .expect("publish");
+    assert_eq!(
+        attacker.next_reply(Duration::from_secs(5)),
+        Some(Reply::PubAck(0x87))
+    );
+    assert!(
+        victim.recv(Duration::from_secs(1)).is_none(),
+        "dev-a got a forged message"
+    );
+    // Nobody takes the gateway's session without its password.
+    assert!(
+        TestClient::connect_v5(
+            broker.addr,
+            "telemetry-gateway",
+            Some(("telemetry-gateway", "wrong"))
+        )
+        .is_err()
+    );
+    // The gateway still serves dev-a, as itself.
+    victim.publish("tlm/v1/dev-a/up", &forged).expect("publish");
+    let (topic, _) = victim
+        .recv(Duration::from_secs(10))
+        .expect("dev-a is acked");
+    assert_eq!(topic, "tlm/v1/dev-a/ack");
+    assert!(
+        attacker.recv(Duration::from_millis(500)).is_none(),
+        "dev-b read another device's message"
+    );
+
+    gw.terminate(Duration::from_secs(10)).expect("clean exit");
+    let acked = devsim::acked_readings(&log).expect("acked");
+    let stored = devsim::buffer_contents(&gw.data_dir().join("buffer.redb")).expect("buffer");
+    assert!(acked.iter().all(|k| stored.get(k) == Some(&1)));
+    let dev_a: Vec<_> = stored.keys().filter(|(d, _, _)| d == "dev-a").collect();
+    assert_eq!(dev_a.len(), 1, "only dev-a's own reading: {dev_a:?}");
+}

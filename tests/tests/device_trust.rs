@@ -12,50 +12,18 @@ use gateway::buffer::Buffer;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use telemetry_wire::uplink::encode_uplink;
-use telemetry_wire::{Ack, DeviceId, Reading, SensorKind, UplinkHeader};
+use telemetry_wire::Ack;
+
+/// A batch of `count` readings from `first_seq`, the device holding nothing older.
+fn batch(device: &str, boot: u32, first_seq: u32, count: u32) -> Vec<u8> {
+    e2e::uplink::batch(device, boot, first_seq, count, first_seq)
+}
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a client listens for something that must not arrive.
 const QUIET: Duration = Duration::from_secs(1);
 /// MQTT v5 reason code "not authorized".
 const NOT_AUTHORIZED: u8 = 0x87;
-
-fn batch(device: &str, boot: u32, first_seq: u32, count: u32) -> Vec<u8> {
-    let header = UplinkHeader {
-        device_id: DeviceId::new(device).expect("valid id"),
-        boot,
-        first_seq,
-        held_from: first_seq,
-        dropped: 0,
-        sent_at_ms: 100_000,
-        boot_utc_ms: None,
-        mac: None,
-    };
-    let readings: Vec<Reading> = (0..count)
-        .map(|i| Reading {
-            t_ms: 1_000 * u64::from(first_seq + i),
-            channel: 0,
-            kind: SensorKind::TEMPERATURE_C,
-            value: 20.0,
-        })
-        .collect();
-    let mut out = vec![0u8; 4096];
-    let n = encode_uplink(&header, readings.iter(), &mut out).expect("encodes");
-    out.truncate(n);
-    out
-}
-
-fn ack_payload(device: &str, boot: u32, through_seq: u32) -> Vec<u8> {
-    let ack = Ack {
-        device_id: DeviceId::new(device).expect("valid id"),
-        boot,
-        through_seq,
-    };
-    let mut out = [0u8; 128];
-    let n = ack.encode(&mut out).expect("encodes");
-    out[..n].to_vec()
-}
 
 /// The next ack `client` receives, as (device, boot, through_seq).
 fn next_ack(client: &TestClient) -> (String, u32, u32) {
@@ -200,7 +168,7 @@ fn a_forged_ack_never_reaches_the_victim_and_the_victim_loses_nothing() {
     assert_eq!(next_ack(&victim), ("dev-a".into(), 1, 1));
     // An ack for readings the gateway never got would make dev-a free them.
     attacker
-        .publish("tlm/v1/dev-a/ack", &ack_payload("dev-a", 1, 1_000))
+        .publish("tlm/v1/dev-a/ack", &e2e::uplink::ack("dev-a", 1, 1_000))
         .expect("publish");
     assert_eq!(
         attacker.next_reply(WAIT),
@@ -208,7 +176,7 @@ fn a_forged_ack_never_reaches_the_victim_and_the_victim_loses_nothing() {
     );
     // Nor may a device publish acks for itself.
     victim
-        .publish("tlm/v1/dev-a/ack", &ack_payload("dev-a", 1, 1_000))
+        .publish("tlm/v1/dev-a/ack", &e2e::uplink::ack("dev-a", 1, 1_000))
         .expect("publish");
     assert!(
         victim.recv(QUIET).is_none(),

@@ -149,30 +149,7 @@ fn with_the_shipped_acl_devices_cannot_write_or_read_as_others() {
         attacker.next_reply(Duration::from_secs(5)),
         Some(Reply::SubAck(_))
     ));
-    let forged = {
-        use telemetry_wire::{DeviceId, Reading, SensorKind, UplinkHeader};
-        let header = UplinkHeader {
-            device_id: DeviceId::new("dev-a").expect("id"),
-            boot: 1,
-            first_seq: 0,
-            held_from: 0,
-            dropped: 0,
-            sent_at_ms: 10,
-            boot_utc_ms: None,
-            mac: None,
-        };
-        let r = Reading {
-            t_ms: 1,
-            channel: 0,
-            kind: SensorKind::TEMPERATURE_C,
-            value: 1.0,
-        };
-        let mut out = vec![0u8; 256];
-        let n =
-            telemetry_wire::uplink::encode_uplink(&header, [r].iter(), &mut out).expect("encodes");
-        out.truncate(n);
-        out
-    };
+    let forged = e2e::uplink::batch("dev-a", 1, 0, 1, 0);
     attacker
         .publish("tlm/v1/dev-a/up", &forged)
         .expect("publish");

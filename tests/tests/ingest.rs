@@ -4,38 +4,13 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::mqtt_client::TestClient;
+use e2e::uplink::batch;
 use e2e::{GatewayOptions, GatewayProcess};
 use gateway::buffer::Buffer;
 use std::time::Duration;
-use telemetry_wire::uplink::encode_uplink;
-use telemetry_wire::{Ack, DeviceId, Reading, SensorKind, UplinkHeader};
+use telemetry_wire::Ack;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn batch(device: &str, boot: u32, first_seq: u32, count: u32, held_from: u32) -> Vec<u8> {
-    let header = UplinkHeader {
-        device_id: DeviceId::new(device).expect("valid id"),
-        boot,
-        first_seq,
-        held_from,
-        dropped: 0,
-        sent_at_ms: 100_000,
-        boot_utc_ms: None,
-        mac: None,
-    };
-    let readings: Vec<Reading> = (0..count)
-        .map(|i| Reading {
-            t_ms: 1_000 * u64::from(first_seq + i),
-            channel: 0,
-            kind: SensorKind::TEMPERATURE_C,
-            value: 20.0 + (first_seq + i) as f32 / 100.0,
-        })
-        .collect();
-    let mut out = vec![0u8; 4096];
-    let n = encode_uplink(&header, readings.iter(), &mut out).expect("encodes");
-    out.truncate(n);
-    out
-}
 
 fn next_ack(client: &TestClient) -> (String, u32, u32) {
     let (topic, payload) = client.recv(WAIT).expect("an ack arrives");

@@ -2,7 +2,8 @@
 //! bytes, mutated packets, absurd lengths, silent sockets, the gateway's own link ID, invalid
 //! IDs, wills and publishes as other devices, wildcard subscriptions. Through all of it every
 //! devsim reading is acknowledged and stored once, `/health` answers and stays truthful (ok:
-//! nothing is broken), and the gateway is still running at the end (issue 17).
+//! nothing is broken), nothing panics, the log stays short, and the gateway is still running
+//! at the end (issue 17).
 //!
 //! `LISTENER_FUZZ_SECONDS` sets the length (default 60).
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
@@ -165,6 +166,25 @@ fn hostile_clients_cannot_stop_ingest_or_lose_a_reading() {
     assert!(refused > 0.0, "no impersonation was even tried");
     let (code, body) = gw.http_get("/health").expect("/health answers");
     assert_eq!(code, 200, "{body}");
+    // Tens of thousands of bad connections do not flood the log.
+    let log = gw.log_text();
+    // No input panics any task of the gateway (the broker's connection tasks included).
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("panicked"))
+        .take(3)
+        .collect();
+    assert!(panics.is_empty(), "panics: {panics:?}");
+    let lines = log.lines().count();
+    assert!(
+        lines < 400,
+        "{lines} log lines for {hostile} hostile connections; the last:\n{}",
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        lines < 200,
+        "{lines} log lines for {hostile} hostile connections"
+    );
     let status = gw.terminate(Duration::from_secs(30)).expect("clean exit");
     assert!(status.success(), "{status}");
 

@@ -6,8 +6,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` overrides the configured level.
 pub fn init(config: &TelemetryConfig) {
     // rumqttd logs every connection at INFO and reports routine disconnect races at ERROR;
-    // its warnings are kept, the rest would drown the gateway's own lines.
-    let quiet_broker = ",rumqttd=warn,rumqttd::router::routing=off";
+    // its warnings are kept, the rest would drown the gateway's own lines. `segments` warns
+    // each time a device's ack log skips ahead, which is by design (acks are cumulative and
+    // each device's ack log holds a few: `ingest/embedded.rs`, `ack_logs`).
+    let quiet_broker = ",rumqttd=warn,rumqttd::router::routing=off,rumqttd::segments=error";
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{}{quiet_broker}", config.log_level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));

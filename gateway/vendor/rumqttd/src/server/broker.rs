@@ -506,6 +506,24 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
     }
 }
 
+/// telemetry-gateway patch: connections that failed for a client-side reason (garbage before
+/// CONNECT, a refused login, a protocol error). Each used to log one ERROR line: 3,000 garbage
+/// connections wrote 3,000 lines. Now a line is written at powers of two of the count, with it.
+static CLIENT_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// telemetry-gateway patch: logs a client-caused connection failure, rate-limited (see
+/// [`CLIENT_ERRORS`]).
+fn client_error(what: &str, error: &dyn std::fmt::Debug) {
+    let n = CLIENT_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        warn!(
+            ?error,
+            client_errors = n,
+            "{what} (client connection failures so far: {n}; logged at powers of two)"
+        );
+    }
+}
+
 /// telemetry-gateway patch: first and longest wait after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -569,7 +587,7 @@ async fn remote<P: Protocol>(
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
         Err(e) => {
-            error!(error=?e, "Error while handling MQTT connect packet");
+            client_error("Error while handling MQTT connect packet", &e);
             return;
         }
     };
@@ -641,7 +659,9 @@ async fn remote<P: Protocol>(
         // No need to send a disconnect message when disconnection
         // originated internally in the router.
         Err(remote::Error::Link(e)) => {
-            error!(error=?e, "router-drop");
+            // telemetry-gateway patch: rate-limited (every connection at each shutdown, and
+            // each client the router drops, logged an ERROR line).
+            client_error("router-drop", &e);
             send_disconnect = false;
         }
         // Connection was closed by peer
@@ -651,9 +671,7 @@ async fn remote<P: Protocol>(
             info!(error=?err, "disconnected");
         }
         // Any other error
-        Err(e) => {
-            error!(error=?e, "disconnected");
-        }
+        Err(e) => client_error("Connection ended with an error", &e),
     };
 
     if send_disconnect {

@@ -334,7 +334,9 @@ impl Protocol for V4 {
             // v4 Disconnect packet gets handled in the previous check, this branch gets hit when
             // Disconnect packet has properties which is only valid for v5
             PacketType::Disconnect => return Err(Error::InvalidProtocol),
-            _ => unreachable!(),
+            // telemetry-gateway patch: a packet type a client never sends (CONNACK, ...) is an
+            // error, not a panic (upstream: `unreachable!()`, reached by one hostile packet).
+            _ => return Err(Error::IncorrectPacketFormat),
         };
 
         Ok(packet)

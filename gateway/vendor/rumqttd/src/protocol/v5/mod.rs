@@ -426,7 +426,10 @@ impl Protocol for V5 {
                 let (pubcomp, properties) = pubcomp::read(fixed_header, packet)?;
                 Packet::PubComp(pubcomp, properties)
             }
-            _ => unreachable!(),
+            // telemetry-gateway patch: a packet type a client never sends (CONNACK, UNSUBACK,
+            // AUTH) is an error, not a panic (upstream: `unreachable!()`, reached by one hostile
+            // packet in tests/tests/listener_fuzz.rs).
+            _ => return Err(Error::IncorrectPacketFormat),
         };
 
         Ok(packet)

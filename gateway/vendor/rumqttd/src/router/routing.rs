@@ -599,34 +599,40 @@ impl Router {
 
                     // telemetry-gateway patch: authorize against this connection's identity
                     // before anything is acknowledged or appended (see authorize.rs).
-                    if let Some(authorizer) = self.config.authorizer.clone() {
+                    if let Some(authorizer) = self.config.authorizer.as_ref() {
                         let connection = self.connections.get_mut(id).unwrap();
-                        if let Some(topic) = resolved_topic(&publish, properties.as_ref(), connection) {
-                            let action = authorize::Action::Publish {
-                                topic: &topic,
-                                retain: publish.retain,
-                            };
-                            if let Err(reason) = authorizer.authorize(&client_id, action) {
-                                let first = !connection.refused_before;
-                                connection.refused_before = true;
-                                authorizer.refused(&client_id, action, reason, first);
-                                let ackslog = self.ackslog.get_mut(id).unwrap();
-                                match qos {
-                                    QoS::AtLeastOnce => ackslog.puback(PubAck {
-                                        pkid,
-                                        reason: PubAckReason::NotAuthorized,
-                                    }),
-                                    QoS::ExactlyOnce => ackslog.pubrec_refused(PubRec {
-                                        pkid,
-                                        reason: PubRecReason::NotAuthorized,
-                                    }),
-                                    QoS::AtMostOnce => {}
-                                }
-                                force_ack = true;
-                                continue;
-                            }
-                        }
+                        let first = !connection.refused_before;
                         // An unresolvable topic (not UTF-8, unknown alias) fails below as before.
+                        let refused = resolved_topic(&publish, properties.as_ref(), connection)
+                            .is_some_and(|topic| {
+                                let action = authorize::Action::Publish {
+                                    topic,
+                                    retain: publish.retain,
+                                };
+                                authorizer
+                                    .authorize(&client_id, action)
+                                    .map_err(|reason| {
+                                        authorizer.refused(&client_id, action, reason, first)
+                                    })
+                                    .is_err()
+                            });
+                        if refused {
+                            connection.refused_before = true;
+                            let ackslog = self.ackslog.get_mut(id).unwrap();
+                            match qos {
+                                QoS::AtLeastOnce => ackslog.puback(PubAck {
+                                    pkid,
+                                    reason: PubAckReason::NotAuthorized,
+                                }),
+                                QoS::ExactlyOnce => ackslog.pubrec_refused(PubRec {
+                                    pkid,
+                                    reason: PubRecReason::NotAuthorized,
+                                }),
+                                QoS::AtMostOnce => {}
+                            }
+                            force_ack = true;
+                            continue;
+                        }
                     }
 
                     // Prepare acks for the above publish
@@ -1416,16 +1422,16 @@ fn append_will_message(
 
 /// telemetry-gateway patch: the topic a publish will be appended under, resolving a topic alias
 /// without recording it; `None` if it cannot be resolved (the append then fails as upstream).
-fn resolved_topic(
-    publish: &Publish,
+fn resolved_topic<'a>(
+    publish: &'a Publish,
     properties: Option<&PublishProperties>,
-    connection: &Connection,
-) -> Option<String> {
+    connection: &'a Connection,
+) -> Option<&'a str> {
     if !publish.topic.is_empty() {
-        return std::str::from_utf8(&publish.topic).ok().map(str::to_owned);
+        return std::str::from_utf8(&publish.topic).ok();
     }
     let alias = properties.and_then(|p| p.topic_alias)?;
-    connection.topic_aliases.get(&alias).cloned()
+    connection.topic_aliases.get(&alias).map(String::as_str)
 }
 
 fn validate_and_set_topic_alias(

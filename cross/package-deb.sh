@@ -81,6 +81,9 @@ install -m 0644 "$here/copyright" "$here/README.Debian" "$stage/usr/share/doc/te
 install -d -m 0755 "$stage/usr/share/doc/telemetry-gateway/examples/mosquitto"
 install -m 0644 "$root/gateway/deploy/mosquitto/mosquitto.conf" "$root/gateway/deploy/mosquitto/mosquitto.acl" \
   "$stage/usr/share/doc/telemetry-gateway/examples/mosquitto/"
+# The site CA script of README "MQTT over TLS" (openssl).
+install -d -m 0755 "$stage/usr/share/doc/telemetry-gateway/examples/tls"
+install -m 0755 "$root/gateway/deploy/tls/site-certs.sh" "$stage/usr/share/doc/telemetry-gateway/examples/tls/"
 gzip -9n <"$here/telemetry-gateway.1" >"$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 chmod 0644 "$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 {

@@ -185,6 +185,39 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_checked_and_every_listener_can_be_turned_off() {
+        let invalid = |text: &str| {
+            GatewayConfig::parse(text, "f.toml")
+                .expect("parses")
+                .validate()
+                .expect_err(text)
+                .to_string()
+        };
+        let err = invalid("[ingest.embedded.tls]\ncert_file = \"/g.crt\"\n");
+        assert!(err.contains("cert_file and key_file go together"), "{err}");
+        let err = invalid("[ingest.embedded.tls]\nclient_ca_file = \"/ca.crt\"\n");
+        assert!(err.contains("need cert_file"), "{err}");
+        let tls = "[ingest.embedded.tls]\ncert_file = \"/g.crt\"\nkey_file = \"/g.key\"\n";
+        let err = invalid(&format!("{tls}crl_file = \"/crl.pem\"\n"));
+        assert!(err.contains("crl_file needs client_ca_file"), "{err}");
+        let err = invalid(&format!("{tls}mqtt5_listen = \"0.0.0.0:1883\"\n"));
+        assert!(err.contains("both use 0.0.0.0:1883"), "{err}");
+        let err = invalid("[ingest.embedded]\nmqtt5_listen = \"off\"\nmqtt311_listen = \"off\"\n");
+        assert!(err.contains("every listener is off"), "{err}");
+        // TLS only.
+        let only_tls =
+            format!("[ingest.embedded]\nmqtt5_listen = \"off\"\nmqtt311_listen = \"off\"\n{tls}");
+        let cfg = GatewayConfig::parse(&only_tls, "f.toml")
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            cfg.ingest.embedded.listeners(),
+            vec![("mqtts5", ([0, 0, 0, 0], 8883).into(), true)]
+        );
+    }
+
+    #[test]
     fn backfill_needs_a_retention_age_and_a_directory() {
         let err = GatewayConfig::parse("[buffer]\nretention_action = \"backfill\"\n", "f.toml")
             .expect("parses")

@@ -148,7 +148,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
 
 /// Waits for `shutdown`, or for ingest to fail for good (then returns true); on each SIGHUP
 /// meanwhile (`systemctl reload`), reloads what can be reloaded without a restart: the device
-/// credentials.
+/// credentials and the TLS certificate, key, CA and CRL files.
 async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) -> bool {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failed = std::pin::pin!(ingest.failed());
@@ -161,7 +161,7 @@ async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) -> 
                     () = &mut shutdown => return false,
                     () = &mut failed => return true,
                     _ = hup.recv() => {
-                        tracing::info!("SIGHUP: reloading the device credentials.");
+                        tracing::info!("SIGHUP: reloading the device credentials and TLS files.");
                         ingest.reload();
                     }
                 }

@@ -37,8 +37,14 @@ fn notify(states: &[NotifyState<'_>]) {
 pub fn listeners(config: &ValidConfig) -> Vec<SocketAddr> {
     let mut addrs = vec![config.telemetry.listen];
     if config.ingest.mode == IngestMode::Embedded {
-        addrs.push(config.ingest.embedded.mqtt5_listen);
-        addrs.extend(config.ingest.embedded.mqtt311_listen);
+        addrs.extend(
+            config
+                .ingest
+                .embedded
+                .listeners()
+                .into_iter()
+                .map(|(_, addr, _)| addr),
+        );
     }
     addrs
 }

@@ -20,6 +20,9 @@ pub struct GatewayOptions {
     pub embedded_toml: String,
     /// Turn the MQTT v3.1.1 listener off (`mqtt311_listen = "off"`).
     pub mqtt311_off: bool,
+    /// `[ingest.embedded.tls]` settings (e.g. [`crate::site_certs::SiteCerts::gateway_toml`]):
+    /// the MQTT v5 TLS listener runs on [`GatewayProcess::mqtts5`].
+    pub tls_toml: Option<String>,
     /// Extra top-level TOML tables appended at the end (e.g. a whole `[forward]` table).
     pub extra_toml: String,
     /// Use this data directory instead of a fresh temporary one.
@@ -49,6 +52,8 @@ pub struct GatewayProcess {
     pub mqtt5: SocketAddr,
     /// MQTT v3.1.1 listener.
     pub mqtt311: SocketAddr,
+    /// MQTT v5 over TLS listener (running with [`GatewayOptions::tls_toml`]).
+    pub mqtts5: SocketAddr,
     /// Telemetry endpoint.
     pub telemetry: SocketAddr,
 }
@@ -86,6 +91,11 @@ impl GatewayProcess {
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
         let (mqtt5, mqtt311, telemetry) = (free_addr()?, free_addr()?, free_addr()?);
+        let mqtts5 = free_addr()?;
+        let tls_toml = match &options.tls_toml {
+            Some(toml) => format!("[ingest.embedded.tls]\nmqtt5_listen = \"{mqtts5}\"\n{toml}\n"),
+            None => String::new(),
+        };
         let config = dir.path().join("gateway.toml");
         let mqtt311_listen = if options.mqtt311_off {
             "off".to_owned()
@@ -93,7 +103,7 @@ impl GatewayProcess {
             mqtt311.to_string()
         };
         let text = format!(
-            "[ingest.embedded]\nmqtt5_listen = \"{mqtt5}\"\nmqtt311_listen = \"{mqtt311_listen}\"\n{}\n\
+            "[ingest.embedded]\nmqtt5_listen = \"{mqtt5}\"\nmqtt311_listen = \"{mqtt311_listen}\"\n{}\n{tls_toml}\
              [buffer]\ndata_dir = \"{}\"\n{}\n\
              [telemetry]\nlisten = \"{telemetry}\"\nlog_format = \"journald\"\n{}\n",
             options.embedded_toml,
@@ -114,6 +124,7 @@ impl GatewayProcess {
             launcher: options.launcher,
             mqtt5,
             mqtt311,
+            mqtts5,
             telemetry,
         };
         gw.spawn()?;

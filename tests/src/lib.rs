@@ -40,6 +40,7 @@ pub mod node;
 pub mod ports;
 pub mod raw_mqtt;
 mod read_back;
+pub mod site_certs;
 pub mod uplink;
 
 pub use error::HarnessError;

@@ -79,6 +79,29 @@ impl TestClient {
                 None,
             ));
         }
+        Self::start_v5(options)
+    }
+
+    /// Connects with MQTT v5 over TLS (`tls`: see [`crate::site_certs::client_tls`]); the
+    /// gateway's certificate must name `addr`'s IP address.
+    pub fn connect_v5_tls(
+        addr: SocketAddr,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Self, HarnessError> {
+        let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+        Self::start_v5(options)
+    }
+
+    fn start_v5(options: MqttOptions) -> Result<Self, HarnessError> {
         let (client, mut connection) = Client::new(options, 1024);
         let (status_tx, status) = channel();
         let (messages_tx, messages) = channel();

@@ -66,3 +66,35 @@ pub fn subscribe(filter: &[u8], pkid: u16) -> Vec<u8> {
 
 /// The CONNACK of an accepted 3.1.1 connection without a session.
 pub const CONNACK_ACCEPTED: [u8; 4] = [0x20, 2, 0, 0];
+
+/// MQTT v5 CONNECT (clean start, keep-alive 30 s, no properties, no login).
+pub fn connect_v5(client_id: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    push_string(&mut body, b"MQTT");
+    body.push(5); // protocol level 5
+    body.push(0b0000_0010);
+    body.extend_from_slice(&30u16.to_be_bytes());
+    body.push(0); // no properties
+    push_string(&mut body, client_id);
+    packet(0x10, &body)
+}
+
+/// MQTT v5 SUBSCRIBE to one filter at QoS 0, no properties.
+pub fn subscribe_v5(filter: &[u8], pkid: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&pkid.max(1).to_be_bytes());
+    body.push(0); // no properties
+    push_string(&mut body, filter);
+    body.push(0);
+    packet(0x82, &body)
+}
+
+/// MQTT v5 PUBLISH at QoS 1, no properties.
+pub fn publish_v5(topic: &[u8], payload: &[u8], pkid: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    push_string(&mut body, topic);
+    body.extend_from_slice(&pkid.max(1).to_be_bytes());
+    body.push(0); // no properties
+    body.extend_from_slice(payload);
+    packet(0x32, &body)
+}

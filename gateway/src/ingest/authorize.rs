@@ -4,12 +4,14 @@
 //! The broker (our patched rumqttd, `gateway/vendor/rumqttd/src/authorize.rs`) asks
 //! [`DevicePolicy`] about every CONNECT, PUBLISH, SUBSCRIBE filter and will, with the
 //! connection's client ID as its identity. With a credentials file that ID is proven (the login
-//! check requires client ID = username = a listed device with its password); in open mode it is
-//! whatever the client says, and the same rules still hold for it.
+//! check requires client ID = username = a listed device with its password); on the TLS
+//! listener with client certificates it is proven by the certificate (the client ID must be the
+//! name the certificate carries, see `tls.rs`); in open mode it is whatever the client says,
+//! and the same rules still hold for it.
 //!
 //! | action | allowed | refused with reason |
 //! |---|---|---|
-//! | connect | a valid device ID | `reserved_client_id` (the gateway's own link), `invalid_client_id` |
+//! | connect | a valid device ID; with a client certificate, the certificate's device | `reserved_client_id` (the gateway's own link), `invalid_client_id`, `certificate_mismatch` |
 //! | publish | `tlm/v1/{own id}/up`, not retained | `other_device`, `not_uplink_topic`, `retain` |
 //! | subscribe | exactly `tlm/v1/{own id}/ack` | `other_device`, `wildcard`, `not_ack_topic` |
 //! | will | never (a will is published later under the device's name) | `will` |
@@ -17,37 +19,23 @@
 //! Nobody but the gateway's in-process link ([`LINK_ID`], which no network client can take)
 //! publishes on an ack topic or reads an uplink topic. Every refusal is counted in
 //! `gateway_ingest_refused_total{action, reason}`; the first refusal of each connection is
-//! logged, at most [`LOGS_PER_WINDOW`] lines per [`LOG_WINDOW`] in all, so a flood of refusals
+//! logged, at most [`super::log_limit::LOGS_PER_WINDOW`] lines per window in all, so a flood of refusals
 //! cannot flood the journal.
 
+use super::log_limit::LogLimit;
 use super::metrics::IngestMetrics;
 use rumqttd::authorize::{Action, Authorizer};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use telemetry_wire::topics::{self, TopicKind};
 
 /// Client ID of the gateway's in-process link. `@` cannot occur in a device ID, so no device
 /// can claim it; CONNECT refuses it by name as well.
 pub const LINK_ID: &str = "@gateway-ingest";
 
-/// At most this many refusal log lines per [`LOG_WINDOW`].
-pub const LOGS_PER_WINDOW: u32 = 10;
-/// The window of the refusal log limit.
-pub const LOG_WINDOW: Duration = Duration::from_secs(10);
-
 /// The device topic rules (see the module docs).
 #[derive(Debug)]
 pub struct DevicePolicy {
     metrics: IngestMetrics,
-    log: Mutex<LogLimit>,
-}
-
-/// Refusal log lines written in the current window, and those held back.
-#[derive(Debug)]
-struct LogLimit {
-    window_start: Instant,
-    written: u32,
-    suppressed: u64,
+    log: LogLimit,
 }
 
 impl DevicePolicy {
@@ -55,29 +43,13 @@ impl DevicePolicy {
     pub fn new(metrics: IngestMetrics) -> Self {
         Self {
             metrics,
-            log: Mutex::new(LogLimit {
-                window_start: Instant::now(),
-                written: 0,
-                suppressed: 0,
-            }),
+            log: LogLimit::default(),
         }
     }
 
     /// Whether a log line may be written now; `Some(held back since the last line)` if so.
     fn may_log(&self) -> Option<u64> {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if now.duration_since(log.window_start) >= LOG_WINDOW {
-            log.window_start = now;
-            log.written = 0;
-        }
-        if log.written < LOGS_PER_WINDOW {
-            log.written += 1;
-            Some(std::mem::take(&mut log.suppressed))
-        } else {
-            log.suppressed += 1;
-            None
-        }
+        self.log.may_log()
     }
 
     fn count(&self, action: &'static str, reason: &'static str) {
@@ -108,11 +80,13 @@ pub fn check_subscribe(client_id: &str, filter: &str) -> Result<(), &'static str
 }
 
 impl Authorizer for DevicePolicy {
-    fn connect(&self, client_id: &str) -> bool {
+    fn connect(&self, client_id: &str, certificate: Option<&str>) -> bool {
         let reason = if client_id == LINK_ID {
             "reserved_client_id"
         } else if telemetry_wire::device_id::validate(client_id).is_err() {
             "invalid_client_id"
+        } else if certificate.is_some_and(|name| name != client_id) {
+            "certificate_mismatch"
         } else {
             return true;
         };
@@ -120,9 +94,10 @@ impl Authorizer for DevicePolicy {
         if let Some(suppressed) = self.may_log() {
             tracing::warn!(
                 client_id = %client_id.escape_debug(),
+                certificate = certificate.map(|name| name.escape_debug().to_string()),
                 reason,
                 suppressed,
-                "Refused a connection: the client ID cannot name a device."
+                "Refused a connection: the client ID cannot name a device, or is not the device its certificate names."
             );
         }
         false
@@ -223,10 +198,13 @@ mod tests {
     fn the_link_id_is_reserved_and_wills_are_refused() {
         let mut registry = prometheus_client::registry::Registry::default();
         let policy = DevicePolicy::new(IngestMetrics::register(&mut registry));
-        assert!(policy.connect("dev-a"));
-        assert!(!policy.connect(LINK_ID));
-        assert!(!policy.connect("x/y"));
-        assert!(!policy.connect(""));
+        assert!(policy.connect("dev-a", None));
+        assert!(!policy.connect(LINK_ID, None));
+        assert!(!policy.connect("x/y", None));
+        assert!(!policy.connect("", None));
+        assert!(policy.connect("dev-a", Some("dev-a")));
+        assert!(!policy.connect("dev-b", Some("dev-a")));
+        assert!(!policy.connect(LINK_ID, Some(LINK_ID)));
         let will = Action::Will {
             topic: "tlm/v1/dev-a/up",
             retain: false,
@@ -260,13 +238,5 @@ mod tests {
             proptest::prop_assert!(check_publish(&id, &topic, true).is_err());
             proptest::prop_assert_eq!(check_subscribe(&id, &topic).is_ok(), own_ack);
         }
-    }
-
-    #[test]
-    fn refusal_logs_are_limited_per_window() {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let policy = DevicePolicy::new(IngestMetrics::register(&mut registry));
-        let allowed = (0..100).filter(|_| policy.may_log().is_some()).count();
-        assert_eq!(allowed, LOGS_PER_WINDOW as usize);
     }
 }

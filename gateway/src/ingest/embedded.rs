@@ -25,6 +25,7 @@ use telemetry_wire::topics::TopicKind;
 use super::auth::DeviceLogins;
 use super::authorize::{DevicePolicy, LINK_ID};
 use super::metrics::IngestMetrics;
+use super::tls::TlsHandshake;
 
 /// Starting the broker failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum StartError {
     /// The credentials file is unusable.
     #[error(transparent)]
     Credentials(#[from] super::auth::CredentialsError),
+    /// The TLS certificate, key, CA or CRL files are unusable.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsSetupError),
 }
 
 fn connection_settings(
@@ -68,6 +72,7 @@ fn connection_settings(
         authorizer: Some(policy.clone()),
         // Counted from the accept, so silent sockets cannot hold more than this per listener.
         max_open_connections: Some(config.max_connections),
+        handshake: None,
     };
     if let Some(logins) = logins.cloned() {
         let failures = metrics.auth_failures.clone();
@@ -115,6 +120,7 @@ fn check_bind(addr: SocketAddr, what: &'static str) -> Result<(), StartError> {
 fn broker_config(
     config: &EmbeddedConfig,
     logins: Option<&Arc<DeviceLogins>>,
+    tls: Option<&Arc<TlsHandshake>>,
     metrics: &IngestMetrics,
 ) -> Config {
     let policy = Arc::new(DevicePolicy::new(metrics.clone()));
@@ -129,22 +135,26 @@ fn broker_config(
         authorizer: Some(policy.clone()),
         ..RouterConfig::default()
     };
-    let connections = connection_settings(config, logins, metrics, &policy);
-    let mut v5 = HashMap::new();
-    v5.insert(
-        "mqtt5".to_owned(),
-        server("mqtt5", config.mqtt5_listen, connections.clone()),
-    );
-    let v4 = config.mqtt311_listen.map(|listen| {
-        let mut v4 = HashMap::new();
-        v4.insert("mqtt311".to_owned(), server("mqtt311", listen, connections));
-        v4
-    });
+    let plain = connection_settings(config, logins, metrics, &policy);
+    let secure = ConnectionSettings {
+        handshake: tls.map(|tls| tls.clone() as rumqttd::transport::SharedHandshake),
+        ..plain.clone()
+    };
+    let (mut v4, mut v5) = (HashMap::new(), HashMap::new());
+    for (name, listen, is_tls) in config.listeners() {
+        let connections = if is_tls { &secure } else { &plain };
+        let servers = if name.ends_with("311") {
+            &mut v4
+        } else {
+            &mut v5
+        };
+        servers.insert(name.to_owned(), server(name, listen, connections.clone()));
+    }
     Config {
         id: 0,
         router,
-        v4,
-        v5: Some(v5),
+        v4: Some(v4).filter(|v4| !v4.is_empty()),
+        v5: Some(v5).filter(|v5| !v5.is_empty()),
         ..Config::default()
     }
 }
@@ -175,6 +185,7 @@ const ACK_LOG_SEGMENT_BYTES: usize = 128;
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     logins: Option<Arc<DeviceLogins>>,
+    tls: Option<Arc<TlsHandshake>>,
     /// Client IDs to disconnect, for the ack publisher (it owns the link to the router).
     revoke: crossbeam_channel::Sender<Vec<String>>,
     metrics: IngestMetrics,
@@ -208,11 +219,19 @@ impl EmbeddedBroker {
                 None
             }
         };
-        check_bind(config.mqtt5_listen, "MQTT v5")?;
-        if let Some(addr) = config.mqtt311_listen {
-            check_bind(addr, "MQTT v3.1.1")?;
+        let tls = match config.tls.enabled() {
+            true => Some(Arc::new(TlsHandshake::load(&config.tls, metrics.clone())?)),
+            false => None,
+        };
+        for (name, addr, _) in config.listeners() {
+            check_bind(addr, name)?;
         }
-        let mut broker = Broker::new(broker_config(config, logins.as_ref(), &metrics));
+        let mut broker = Broker::new(broker_config(
+            config,
+            logins.as_ref(),
+            tls.as_ref(),
+            &metrics,
+        ));
         let (mut link_tx, link_rx) = broker
             .link(LINK_ID)
             .map_err(|e| StartError::Link(e.to_string()))?;
@@ -245,13 +264,17 @@ impl EmbeddedBroker {
         let acker = std::thread::Builder::new()
             .name("ingest-acks".into())
             .spawn(move || publish_acks(link_tx, &acks, &revoked, &acker_metrics))?;
-        tracing::info!(listen = %config.mqtt5_listen, "MQTT v5 listener on {}.", config.mqtt5_listen);
-        match config.mqtt311_listen {
-            Some(addr) => tracing::info!(listen = %addr, "MQTT v3.1.1 listener on {addr}."),
-            None => tracing::info!("MQTT v3.1.1 listener off (ingest.embedded.mqtt311_listen)."),
+        for (name, addr, _) in config.listeners() {
+            tracing::info!(listener = name, listen = %addr, "{} listener on {addr}.", listener_title(name));
+        }
+        for name in ["mqtt5", "mqtt311", "mqtts5", "mqtts311"] {
+            if !config.listeners().iter().any(|(n, _, _)| *n == name) {
+                tracing::info!(listener = name, "{} listener off.", listener_title(name));
+            }
         }
         Ok(Self {
             logins,
+            tls,
             revoke,
             metrics,
             link_lost,
@@ -266,10 +289,19 @@ impl EmbeddedBroker {
         self.link_lost.notified().await;
     }
 
-    /// Reads the credentials file again (SIGHUP): new devices may log in at once, and removed
-    /// devices, or devices whose password changed, are disconnected. A file that does not load
-    /// leaves everything as it was, and says why.
+    /// Reads the credentials file and the TLS files again (SIGHUP): new devices may log in at
+    /// once, and removed devices, or devices whose password changed, are disconnected; new TLS
+    /// handshakes use the new certificates (live connections stay). Files that do not load
+    /// leave everything as it was, and say why.
     pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificates reloaded."),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificates not reloaded; the previous ones stay in force.")
+                }
+            }
+        }
         let Some(logins) = &self.logins else {
             tracing::info!("Reload: open mode, no credentials file to read.");
             return;
@@ -309,6 +341,16 @@ impl EmbeddedBroker {
         if let Some(acker) = self.acker.take() {
             let _ = acker.join();
         }
+    }
+}
+
+/// How a listener is named in the log.
+fn listener_title(name: &str) -> &'static str {
+    match name {
+        "mqtt5" => "MQTT v5",
+        "mqtt311" => "MQTT v3.1.1",
+        "mqtts5" => "MQTT v5 over TLS",
+        _ => "MQTT v3.1.1 over TLS",
     }
 }
 

@@ -61,8 +61,20 @@ impl ExternalSubscriber {
         options.set_clean_start(false);
         options.set_session_expiry_interval(Some(24 * 3600));
         options.set_max_packet_size(Some((MAX_UPLINK_BYTES + 1024) as u32));
-        if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            options.set_credentials(user, password);
+        let login = super::external_login::login(config, |name| std::env::var(name).ok())
+            .map_err(std::io::Error::other)?;
+        if let Some(login) = &login {
+            tracing::info!(
+                username = login.username,
+                password = login.password_source,
+                "External broker login."
+            );
+            options.set_credentials(&login.username, &login.password);
+        }
+        if let Some(tls) = super::external_login::tls(config).map_err(std::io::Error::other)? {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
         }
         let (client, mut connection) = Client::new(options, 4096);
         let filter = shared_filter(&config.share_group);

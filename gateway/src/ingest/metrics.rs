@@ -22,6 +22,13 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Label of the TLS handshake counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabel {
+    /// `ok`, or why the handshake failed (see [`super::tls`]).
+    pub result: &'static str,
+}
+
 /// Ingest metrics. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -52,6 +59,14 @@ pub struct IngestMetrics {
     /// 1 once the gateway's in-process link to the embedded broker is lost (ingest stopped; the
     /// gateway then exits for systemd to restart it), else 0.
     pub link_lost: Gauge,
+    /// TLS handshakes on the embedded broker's TLS listeners, by result.
+    pub tls_handshakes: Family<HandshakeLabel, Counter>,
+    /// TLS certificate reloads that took effect.
+    pub tls_reloads: Counter,
+    /// TLS certificate reloads refused (the previous certificates stayed in force).
+    pub tls_reload_failures: Counter,
+    /// When the gateway's TLS certificate expires (Unix seconds), once TLS is configured.
+    pub tls_certificate_expiry: Gauge,
 }
 
 impl IngestMetrics {
@@ -71,6 +86,10 @@ impl IngestMetrics {
             credential_reload_failures: Counter::default(),
             revoked_disconnects: Counter::default(),
             link_lost: Gauge::default(),
+            tls_handshakes: Family::default(),
+            tls_reloads: Counter::default(),
+            tls_reload_failures: Counter::default(),
+            tls_certificate_expiry: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway_ingest");
         r.register("messages", "Uplink messages received", m.messages.clone());
@@ -134,7 +153,34 @@ impl IngestMetrics {
             "1 once the in-process link to the embedded broker is lost (ingest stopped)",
             m.link_lost.clone(),
         );
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes on the embedded broker's TLS listeners, by result",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "TLS certificate reloads that took effect",
+            m.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_reload_failures",
+            "TLS certificate reloads refused (the previous certificates stayed in force)",
+            m.tls_reload_failures.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the gateway's TLS certificate expires (Unix time)",
+            m.tls_certificate_expiry.clone(),
+        );
         m
+    }
+
+    /// Counts a TLS handshake by its result.
+    pub fn tls_handshake(&self, result: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&HandshakeLabel { result })
+            .inc();
     }
 
     /// Counts a refusal by the broker's device policy.

@@ -50,8 +50,10 @@ impl Action<'_> {
 /// The application's authorization policy. Called on the broker's hot paths: keep it cheap.
 pub trait Authorizer: Debug + Send + Sync {
     /// Whether a network client may connect with `client_id` at all (checked at CONNECT,
-    /// before the login check). In-process links are not asked.
-    fn connect(&self, client_id: &str) -> bool;
+    /// before the login check). `peer_identity` is who the listener's transport handshake
+    /// proved the client to be (a client certificate's name; see `transport.rs`), if anyone;
+    /// such a connection is not asked for a login afterwards. In-process links are not asked.
+    fn connect(&self, client_id: &str, peer_identity: Option<&str>) -> bool;
 
     /// Whether the connection of `client_id` may do `action`; `Err` holds a short, stable
     /// reason label.

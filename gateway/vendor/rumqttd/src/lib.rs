@@ -32,6 +32,8 @@ pub use self::router::shared_subs::Strategy;
 // telemetry-gateway patch: per-connection authorization (see authorize.rs).
 pub mod authorize;
 mod link;
+// telemetry-gateway patch: a listener's TLS (or other) handshake, off the accept loop.
+pub mod transport;
 pub mod protocol;
 mod router;
 mod segments;
@@ -163,6 +165,10 @@ pub struct ConnectionSettings {
     /// accept (before CONNECT); further connections are closed at once. `None`: no limit.
     #[serde(default)]
     pub max_open_connections: Option<usize>,
+    /// telemetry-gateway patch: the listener's transport handshake (e.g. TLS), run in each
+    /// connection's task within `connection_timeout_ms` (see `transport.rs`). `None`: plain TCP.
+    #[serde(skip)]
+    pub handshake: Option<transport::SharedHandshake>,
 }
 
 impl ConnectionSettings {
@@ -189,6 +195,8 @@ impl fmt::Debug for ConnectionSettings {
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
             .field("authorizer", &self.authorizer.is_some())
+            .field("max_open_connections", &self.max_open_connections)
+            .field("handshake", &self.handshake)
             .finish()
     }
 }

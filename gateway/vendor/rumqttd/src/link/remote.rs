@@ -172,9 +172,15 @@ impl<P: Protocol> RemoteLink<P> {
 
 /// Read MQTT connect packet from network and verify it.
 /// authentication and checks are done here.
+///
+/// telemetry-gateway patch: `peer_identity` is who the transport handshake proved the peer to
+/// be (a client certificate), if anyone. It goes to the authorizer with the client ID, and a
+/// connection with a proven identity is not asked for a login: its certificate is its
+/// credential.
 pub async fn mqtt_connect<P>(
     config: Arc<ConnectionSettings>,
     network: &mut Network<P>,
+    peer_identity: Option<&str>,
 ) -> Result<Packet, Error>
 where
     P: Protocol,
@@ -199,7 +205,7 @@ where
     // telemetry-gateway patch: the application decides which client IDs exist at all (e.g. a
     // reserved in-process link ID, or IDs that cannot name a device), before any login check.
     if let Some(authorizer) = &config.authorizer {
-        if !authorizer.connect(&connect.client_id) {
+        if !authorizer.connect(&connect.client_id, peer_identity) {
             let ack = ConnAck {
                 session_present: false,
                 code: ConnectReturnCode::ClientIdentifierNotValid,
@@ -209,7 +215,9 @@ where
         }
     }
 
-    handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+    if peer_identity.is_none() {
+        handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+    }
 
     // When keep_alive feature is disabled client can live forever, which is not good in
     // distributed broker context so currenlty we don't allow it.
@@ -299,6 +307,7 @@ mod tests {
             dynamic_filters: false,
             authorizer: None,
             max_open_connections: None,
+            handshake: None,
         }
     }
 

@@ -438,6 +438,10 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 warn!(error=?e, "Unable to set TCP_NODELAY.");
             }
 
+            // telemetry-gateway patch: a listener with a `handshake` (the gateway's TLS) runs
+            // it in the connection's task, bounded by the connection timeout (`remote`);
+            // upstream's inline `tls_accept` below is plain TCP in this build (its TLS
+            // features are off) and returns at once.
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -471,6 +475,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             tenant_id.clone(),
                             router_tx,
                             stream,
+                            None,
                             protocol,
                             self.awaiting_will_handler.clone(),
                             permit,
@@ -484,10 +489,11 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 }
                 LinkType::Remote => task::spawn(
                     remote(
-                        config,
+                        config.clone(),
                         tenant_id.clone(),
                         router_tx,
                         network,
+                        config.handshake.clone(),
                         protocol,
                         self.awaiting_will_handler.clone(),
                         permit,
@@ -567,6 +573,9 @@ async fn remote<P: Protocol>(
     tenant_id: Option<String>,
     router_tx: Sender<(ConnectionId, Event)>,
     stream: Box<dyn N>,
+    // telemetry-gateway patch: the listener's transport handshake, run here (off the accept
+    // loop) within the connection timeout.
+    handshake: Option<crate::transport::SharedHandshake>,
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
     // telemetry-gateway patch: this connection's slot (`max_open_connections`), freed when the
@@ -575,6 +584,19 @@ async fn remote<P: Protocol>(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let _slot = slot;
+    let connection_timeout = Duration::from_millis(config.connection_timeout_ms.into());
+    let (stream, peer_identity) = match handshake {
+        None => (stream, None),
+        Some(handshake) => match time::timeout(connection_timeout, handshake.accept(stream)).await {
+            Ok(Ok(accepted)) => (accepted.stream, accepted.peer_identity),
+            // The application counted and logged it.
+            Ok(Err(_)) => return,
+            Err(_) => {
+                handshake.timed_out();
+                return;
+            }
+        },
+    };
     let mut network = Network::new(
         stream,
         config.max_payload_size,
@@ -584,7 +606,7 @@ async fn remote<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
 
-    let connect_packet = match mqtt_connect(config, &mut network).await {
+    let connect_packet = match mqtt_connect(config, &mut network, peer_identity.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
             client_error("Error while handling MQTT connect packet", &e);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct Mosquitto {
     child: Child,
     _dir: tempfile::TempDir,
+    _tls_files: Option<tempfile::TempDir>,
     /// Its listener.
     pub addr: SocketAddr,
 }
@@ -19,7 +20,41 @@ impl Mosquitto {
     /// Starts mosquitto with persistence on (as a production broker would run). If another
     /// process took the chosen port first (mosquitto then exits), starts again on another.
     pub fn start() -> Result<Self, HarnessError> {
-        Self::start_with(|_| Ok("allow_anonymous true\n".to_owned()))
+        Self::start_with(|_| Ok("allow_anonymous true\n".to_owned()), "")
+    }
+
+    /// [`Self::start_secured`] on a TLS listener: the broker's certificate and key `server`,
+    /// and every client must also show a certificate signed by `ca` (and log in).
+    pub fn start_secured_tls(
+        users: &[(&str, &str)],
+        acl: &std::path::Path,
+        ca: &std::path::Path,
+        server: (&std::path::Path, &std::path::Path),
+    ) -> Result<Self, HarnessError> {
+        // Run as root, mosquitto reads its TLS files after dropping to the `mosquitto` user:
+        // give it copies it can read (test keys only).
+        let files = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
+        let readable = |from: &std::path::Path, name: &str| {
+            let to = files.path().join(name);
+            std::fs::copy(from, &to).map_err(|e| HarnessError::io("copying a TLS file", e))?;
+            set_mode(&to, 0o644)?;
+            Ok::<_, HarnessError>(to)
+        };
+        let (ca, cert, key) = (
+            readable(ca, "ca.crt")?,
+            readable(server.0, "server.crt")?,
+            readable(server.1, "server.key")?,
+        );
+        set_mode(files.path(), 0o755)?;
+        let tls = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username false\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let mut broker = Self::start_with(|dir| secured(dir, users, acl), &tls)?;
+        broker._tls_files = Some(files);
+        Ok(broker)
     }
 
     /// Starts mosquitto as `gateway/deploy/mosquitto/mosquitto.conf` configures it: logins
@@ -29,43 +64,18 @@ impl Mosquitto {
         users: &[(&str, &str)],
         acl: &std::path::Path,
     ) -> Result<Self, HarnessError> {
-        Self::start_with(|dir| {
-            let passwd = dir.join("passwd");
-            std::fs::write(&passwd, "").map_err(|e| HarnessError::io("creating passwd", e))?;
-            for (user, password) in users {
-                let status = Command::new("mosquitto_passwd")
-                    .arg("-b")
-                    .arg(&passwd)
-                    .arg(user)
-                    .arg(password)
-                    .status()
-                    .map_err(|e| {
-                        HarnessError::setup(format!(
-                            "mosquitto_passwd could not be run ({e}); it comes with `apt-get install mosquitto`"
-                        ))
-                    })?;
-                if !status.success() {
-                    return Err(HarnessError::setup(format!(
-                        "mosquitto_passwd failed for {user}"
-                    )));
-                }
-            }
-            Ok(format!(
-                "allow_anonymous false\npassword_file {}\nacl_file {}\nuse_username_as_clientid true\n",
-                passwd.display(),
-                acl.display()
-            ))
-        })
+        Self::start_with(|dir| secured(dir, users, acl), "")
     }
 
     /// Starts mosquitto with the security lines `security(dir)` returns (`dir`: its temporary
     /// directory).
     fn start_with(
         security: impl Fn(&std::path::Path) -> Result<String, HarnessError>,
+        listener: &str,
     ) -> Result<Self, HarnessError> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            if let Some(broker) = Self::try_start(&security)? {
+            if let Some(broker) = Self::try_start(&security, listener)? {
                 return Ok(broker);
             }
         }
@@ -76,13 +86,14 @@ impl Mosquitto {
 
     fn try_start(
         security: &impl Fn(&std::path::Path) -> Result<String, HarnessError>,
+        listener: &str,
     ) -> Result<Option<Self>, HarnessError> {
         let dir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
         let port = crate::ports::free_ports(1)?[0];
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let conf = dir.path().join("mosquitto.conf");
         let text = format!(
-            "per_listener_settings false\n{}listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\n\
+            "per_listener_settings false\n{}listener {port} 127.0.0.1\n{listener}persistence true\npersistence_location {}/\n\
              max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest stderr\nlog_type error\n",
             security(dir.path())?,
             dir.path().display()
@@ -126,6 +137,7 @@ impl Mosquitto {
         Ok(Some(Self {
             child,
             _dir: dir,
+            _tls_files: None,
             addr,
         }))
     }
@@ -141,4 +153,44 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The security lines of a broker where `users` must log in, client ID = username, with the
+/// ACL file `acl` (`dir`: the broker's temporary directory, for its password file).
+fn secured(
+    dir: &std::path::Path,
+    users: &[(&str, &str)],
+    acl: &std::path::Path,
+) -> Result<String, HarnessError> {
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, "").map_err(|e| HarnessError::io("creating passwd", e))?;
+    for (user, password) in users {
+        let status = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(&passwd)
+            .arg(user)
+            .arg(password)
+            .status()
+            .map_err(|e| {
+                HarnessError::setup(format!(
+                    "mosquitto_passwd could not be run ({e}); it comes with `apt-get install mosquitto`"
+                ))
+            })?;
+        if !status.success() {
+            return Err(HarnessError::setup(format!(
+                "mosquitto_passwd failed for {user}"
+            )));
+        }
+    }
+    Ok(format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\nuse_username_as_clientid true\n",
+        passwd.display(),
+        acl.display()
+    ))
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), HarnessError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| HarnessError::io("setting permissions", e))
 }

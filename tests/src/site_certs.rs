@@ -72,6 +72,23 @@ impl SiteCerts {
         )
     }
 
+    /// devsim's `--cert` and `--key` for certificates issued here (`{id}` = the device ID).
+    pub fn device_template(&self) -> (String, String) {
+        let d = self.dir.path().join("devices");
+        (
+            format!("{}/{{id}}.crt", d.display()),
+            format!("{}/{{id}}.key", d.display()),
+        )
+    }
+
+    /// The gateway's certificate and key (also a TLS server certificate for another broker).
+    pub fn gateway_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("gateway.crt"),
+            self.dir.path().join("gateway.key"),
+        )
+    }
+
     /// Revokes every certificate of `device` and rewrites [`Self::crl`].
     pub fn revoke(&self, device: &str) -> Result<(), HarnessError> {
         self.run(&["revoke", device])

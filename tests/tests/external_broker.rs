@@ -195,3 +195,75 @@ fn with_the_shipped_acl_devices_cannot_write_or_read_as_others() {
     let dev_a: Vec<_> = stored.keys().filter(|(d, _, _)| d == "dev-a").collect();
     assert_eq!(dev_a.len(), 1, "only dev-a's own reading: {dev_a:?}");
 }
+
+#[test]
+fn over_tls_with_certificates_and_the_password_from_the_environment() {
+    use e2e::site_certs::SiteCerts;
+    let certs = SiteCerts::create("broker").expect("site CA");
+    let (gw_cert, gw_key) = certs.device("telemetry-gateway", 30).expect("certificate");
+    for i in 0..3 {
+        certs
+            .device(&format!("sim-{i:04}"), 30)
+            .expect("certificate");
+    }
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/deploy/mosquitto/mosquitto.acl");
+    let users = [
+        ("telemetry-gateway", "gw-pw"),
+        ("sim-0000", "sim-pw"),
+        ("sim-0001", "sim-pw"),
+        ("sim-0002", "sim-pw"),
+    ];
+    // mosquitto serves TLS with the site's server certificate and wants a client certificate
+    // and a login from everyone.
+    let (server_cert, server_key) = certs.gateway_files();
+    let broker =
+        Mosquitto::start_secured_tls(&users, &acl, &certs.ca(), (&server_cert, &server_key))
+            .expect("mosquitto starts");
+    let mut options = external(broker.addr, "gw-a");
+    options.extra_toml.push_str(&format!(
+        "username = \"telemetry-gateway\"\ntls = true\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        certs.ca().display(),
+        gw_cert.display(),
+        gw_key.display()
+    ));
+    options
+        .env
+        .push(("GATEWAY_EXTERNAL_PASSWORD".into(), "gw-pw".into()));
+    let mut gw = GatewayProcess::start(options).expect("gateway starts");
+    wait_subscribed(&gw);
+    assert!(
+        gw.log_text()
+            .contains("password=\"GATEWAY_EXTERNAL_PASSWORD\""),
+        "{}",
+        gw.log_text()
+    );
+    assert!(
+        !gw.log_text().contains("gw-pw"),
+        "the password is never logged"
+    );
+
+    let log = gw.dir().join("acked.csv");
+    let log_arg = log.display().to_string();
+    let ca = certs.ca().display().to_string();
+    let (cert, key) = certs.device_template();
+    #[rustfmt::skip]
+    let sim = devsim::spawn(broker.addr, &[
+        "--devices", "3", "--rate", "20", "--duration", "3", "--batch-max", "10",
+        "--tls", "--ca", &ca, "--cert", &cert, "--key", &key, "--mqtt-password", "sim-pw",
+        "--drain-timeout", "30", "--acked-log", &log_arg, "--json",
+    ]).expect("devsim");
+    let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
+    assert!(ok, "{stdout}\n{stderr}");
+    let produced = devsim::summary_number(&stdout, "produced").expect("produced");
+    assert_eq!(
+        devsim::summary_number(&stdout, "acked").expect("acked"),
+        produced
+    );
+
+    gw.terminate(Duration::from_secs(10)).expect("clean exit");
+    let acked = devsim::acked_readings(&log).expect("acked");
+    let stored = devsim::buffer_contents(&gw.data_dir().join("buffer.redb")).expect("buffer");
+    assert_eq!(acked.len() as u64, produced);
+    assert!(acked.iter().all(|k| stored.get(k) == Some(&1)));
+}

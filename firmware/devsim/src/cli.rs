@@ -1,5 +1,6 @@
 //! Command line, validated into [`Settings`].
 
+use crate::tls::TlsSettings;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sensor_node_core::NodeConfig;
@@ -76,6 +77,22 @@ pub struct Cli {
     /// credentials file. Every simulated device uses the same password.
     #[arg(long, value_name = "PASSWORD")]
     pub mqtt_password: Option<String>,
+    /// Connect with TLS (the gateway's MQTTS listener, e.g. port 8883); needs --ca.
+    #[arg(long, requires = "ca")]
+    pub tls: bool,
+    /// CA certificate (PEM) that signs the gateway's certificate.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+    /// Device certificate (PEM) to log in with; `{id}` stands for the device ID, so each
+    /// device shows its own (`--cert site/devices/{id}.crt`).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<String>,
+    /// The key of --cert (PEM); `{id}` as there.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<String>,
+    /// The name the gateway's certificate must carry (default: the broker's IP address).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
 }
 
 /// Largest supported ring.
@@ -114,6 +131,8 @@ pub struct Settings {
     pub json: bool,
     /// Effective readings/s per device.
     pub effective_rate: f64,
+    /// TLS, if `--tls`.
+    pub tls: Option<TlsSettings>,
 }
 
 fn secs_to_ms(what: &str, secs: f64) -> anyhow::Result<u64> {
@@ -194,6 +213,15 @@ impl Cli {
             let password: &'static str = Box::leak(password.clone().into_boxed_str());
             node = node.with_mqtt_password(password.as_bytes());
         }
+        let tls = match (&self.tls, &self.ca) {
+            (true, Some(ca)) => Some(TlsSettings::new(
+                ca,
+                self.cert.clone().zip(self.key.clone()),
+                self.server_name.as_deref(),
+                broker,
+            )?),
+            _ => None,
+        };
         Ok(Settings {
             broker,
             ids,
@@ -210,6 +238,7 @@ impl Cli {
             acked_log: self.acked_log.clone(),
             json: self.json,
             effective_rate,
+            tls,
         })
     }
 }

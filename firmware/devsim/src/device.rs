@@ -113,11 +113,19 @@ pub async fn run_device<const N: usize>(
         for_ms,
         offset_ms: SplitMix64::new(seed_for(settings.seed, index, 3)).below(every_ms),
     });
+    let tls = match settings.tls.as_ref().map(|t| t.connector(&id)).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            report.error = Some(format!("TLS settings: {e:#}"));
+            return report;
+        }
+    };
     let mut connector = SimConnector {
         broker: settings.broker,
         clock,
         schedule,
         cuts: cuts.clone(),
+        tls,
     };
     let mut hooks = SimHooks {
         device,

@@ -7,6 +7,7 @@
 //! unreachable.
 
 use crate::clock::TokioClock;
+use crate::tls::DeviceTls;
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorType, Read, Write};
 use sensor_node_core::{Clock, Connector};
@@ -48,7 +49,11 @@ impl DropSchedule {
     }
 }
 
-/// Opens TCP connections to the broker, honouring the drop schedule.
+/// The byte stream under MQTT: TCP, or TLS over TCP (`--tls`).
+pub trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
+
+/// Opens TCP connections (with `tls`, TLS over TCP) to the broker, honouring the drop schedule.
 #[derive(Debug)]
 pub struct SimConnector {
     /// Broker address.
@@ -59,6 +64,8 @@ pub struct SimConnector {
     pub schedule: Option<DropSchedule>,
     /// Connections cut by the schedule (shared with the summary).
     pub cuts: Arc<AtomicU64>,
+    /// TLS over the TCP connection, if any.
+    pub tls: Option<DeviceTls>,
 }
 
 impl Connector for SimConnector {
@@ -73,8 +80,12 @@ impl Connector for SimConnector {
                 "simulated outage",
             ));
         }
-        let stream = TcpStream::connect(self.broker).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect(self.broker).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Transport> = match &self.tls {
+            Some(tls) => Box::new(tls.handshake(tcp).await?),
+            None => Box::new(tcp),
+        };
         let dies_at = self
             .schedule
             .map(|s| self.clock.instant(s.next_down_after(now)));
@@ -87,9 +98,9 @@ impl Connector for SimConnector {
     }
 }
 
-/// A TCP stream that fails at `dies_at`.
+/// A TCP (or TLS) stream that fails at `dies_at`.
 pub struct FlakyStream {
-    inner: FromTokio<TcpStream>,
+    inner: FromTokio<Box<dyn Transport>>,
     dies_at: Option<tokio::time::Instant>,
     cut: bool,
     cuts: Arc<AtomicU64>,

@@ -16,6 +16,7 @@ mod sensor;
 mod sim;
 mod summary;
 mod time_driver;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;

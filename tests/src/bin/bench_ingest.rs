@@ -11,11 +11,14 @@
 //! - `latency`: publish → durable ack latency at 20,000 readings/s.
 //! - `site`: a typical site, 1,000 devices at 1 reading/s: resident memory, disk bytes written
 //!   per payload byte (from the gateway's /proc/PID/io) and the ack latency at that load.
+//! - `tls`: MQTT over TLS next to plaintext on one gateway (issue 12): throughput, the
+//!   20,000 readings/s ack latency, login time, and 1,000 certificate devices connecting at once.
 //!
 //! Prints one Markdown table row per measurement. `BENCH_BUFFER_TOML` adds `[buffer]`
 //! settings to the gateway under test (`BENCH_BUFFER_TOML='max_commit_delay_ms = 10'`).
 
 use e2e::mosquitto::Mosquitto;
+use e2e::site_certs::SiteCerts;
 use e2e::{GatewayOptions, GatewayProcess, binaries, devsim};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -202,6 +205,134 @@ fn site() -> Result<()> {
     Ok(())
 }
 
+/// `--tls` arguments for devsim against a gateway of `certs` (with device certificates if
+/// `certificates`).
+fn tls_args(certs: &SiteCerts, certificates: bool) -> Vec<String> {
+    let mut args = vec![
+        "--tls".into(),
+        "--ca".into(),
+        certs.ca().display().to_string(),
+    ];
+    if certificates {
+        let (cert, key) = certs.device_template();
+        args.extend(["--cert".into(), cert, "--key".into(), key]);
+    }
+    args
+}
+
+fn with(load: &[&str], extra: &[String]) -> Vec<String> {
+    load.iter()
+        .map(|s| (*s).to_owned())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+fn run_devsim_owned(broker: SocketAddr, args: &[String]) -> Result<Value> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_devsim(broker, &args)
+}
+
+/// Login time (TCP connect, TLS handshake if any, CONNECT -> CONNACK) of `n` sequential
+/// clients, as (mean, p99) in ms.
+fn login_times(
+    n: usize,
+    mut login: impl FnMut(usize) -> std::result::Result<e2e::mqtt_client::TestClient, e2e::HarnessError>,
+) -> Result<(f64, f64)> {
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let client = login(i)?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(client);
+    }
+    ms.sort_by(f64::total_cmp);
+    let mean = ms.iter().sum::<f64>() / n as f64;
+    Ok((mean, ms[(n * 99 / 100).min(n - 1)]))
+}
+
+/// MQTT over TLS next to plaintext, on one gateway in one run (issue 12): ingest throughput,
+/// the 20,000 readings/s ack latency, login time per device, and 1,000 devices with
+/// certificates connecting at once.
+fn tls() -> Result<()> {
+    let certs = SiteCerts::create("bench")?;
+    let devices = 1_000;
+    for i in 0..devices {
+        certs.device(&format!("sim-{i:04}"), 30)?;
+    }
+    let gw = GatewayProcess::start(GatewayOptions {
+        tls_toml: Some(certs.gateway_toml(Some("optional"))),
+        ..options()
+    })?;
+    let (rate, batch) = (env_or("BENCH_RATE", "3000"), env_or("BENCH_BATCH", "10"));
+    #[rustfmt::skip]
+    let saturate = [
+        "--devices", "100", "--rate", &rate, "--duration", "15", "--batch-max", &batch,
+        "--batch-interval-ms", "5", "--drain-timeout", "30", "--ring-capacity", "65536",
+    ];
+    let plain = run_devsim(gw.mqtt5, &saturate)?;
+    let secure = run_devsim_owned(gw.mqtts5, &with(&saturate, &tls_args(&certs, false)))?;
+    let (pr, sr) = (acked_rate(&plain, 15.0), acked_rate(&secure, 15.0));
+    println!(
+        "| durable ingest, 100 devices x {rate}/s offered, {batch}/batch | plaintext {pr:.0} readings/s | TLS {sr:.0} readings/s | TLS/plaintext {:.2} |",
+        sr / pr
+    );
+
+    #[rustfmt::skip]
+    let twenty_k = [
+        "--devices", "100", "--rate", "200", "--duration", "20", "--batch-max", "10",
+        "--batch-interval-ms", "20", "--drain-timeout", "30",
+    ];
+    let plain = run_devsim(gw.mqtt5, &twenty_k)?;
+    let secure = run_devsim_owned(gw.mqtts5, &with(&twenty_k, &tls_args(&certs, false)))?;
+    println!(
+        "| publish -> durable ack at 20,000 readings/s | plaintext p50 {:.1} ms p99 {:.1} ms | TLS p50 {:.1} ms p99 {:.1} ms | p99 TLS/plaintext {:.2} |",
+        num(&plain, "ack_latency_p50_ms"),
+        num(&plain, "ack_latency_p99_ms"),
+        num(&secure, "ack_latency_p50_ms"),
+        num(&secure, "ack_latency_p99_ms"),
+        num(&secure, "ack_latency_p99_ms") / num(&plain, "ack_latency_p99_ms")
+    );
+
+    let logins = 200;
+    let plain = login_times(logins, |i| {
+        e2e::mqtt_client::TestClient::connect_v5(gw.mqtt5, &format!("sim-{i:04}"), None)
+    })?;
+    let client_tls: Vec<_> = (0..logins)
+        .map(|i| {
+            let (cert, key) = certs.device_files(&format!("sim-{i:04}"));
+            e2e::site_certs::client_tls(&certs.ca(), Some((&cert, &key)))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mutual = login_times(logins, |i| {
+        e2e::mqtt_client::TestClient::connect_v5_tls(
+            gw.mqtts5,
+            &format!("sim-{i:04}"),
+            None,
+            client_tls[i].clone(),
+        )
+    })?;
+    println!(
+        "| login (TCP, TLS 1.3 with a P-256 device certificate, CONNECT -> CONNACK), {logins} in a row | plaintext mean {:.2} ms p99 {:.2} ms | mutual TLS mean {:.2} ms p99 {:.2} ms | |",
+        plain.0, plain.1, mutual.0, mutual.1
+    );
+
+    #[rustfmt::skip]
+    let herd = [
+        "--devices", "1000", "--rate", "1", "--readings", "1", "--batch-max", "1",
+        "--drain-timeout", "60",
+    ];
+    let plain = run_devsim(gw.mqtt5, &herd)?;
+    let mutual = run_devsim_owned(gw.mqtts5, &with(&herd, &tls_args(&certs, true)))?;
+    println!(
+        "| 1,000 devices connecting at once, 1 reading each, until all acked | plaintext {:.2} s ({:.0} acked) | mutual TLS {:.2} s ({:.0} acked) | |",
+        num(&plain, "elapsed_s"),
+        num(&plain, "acked"),
+        num(&mutual, "elapsed_s"),
+        num(&mutual, "acked"),
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     println!(
@@ -217,6 +348,9 @@ fn main() -> Result<()> {
     }
     if matches!(which.as_str(), "site" | "all") {
         site()?;
+    }
+    if matches!(which.as_str(), "tls" | "all") {
+        tls()?;
     }
     Ok(())
 }

@@ -269,8 +269,17 @@ fn tls() -> Result<()> {
         "--devices", "100", "--rate", &rate, "--duration", "15", "--batch-max", &batch,
         "--batch-interval-ms", "5", "--drain-timeout", "30", "--ring-capacity", "65536",
     ];
-    let plain = run_devsim(gw.mqtt5, &saturate)?;
-    let secure = run_devsim_owned(gw.mqtts5, &with(&saturate, &tls_args(&certs, false)))?;
+    // Each run has its own device IDs: devsim numbers boots by the clock, and devices coming
+    // back more than 16 boots ahead are held as a boot jump until confirmed (issue 11).
+    let prefix = |p: &str| vec!["--id-prefix".to_owned(), p.to_owned()];
+    let plain = run_devsim_owned(gw.mqtt5, &with(&saturate, &prefix("pt-")))?;
+    let secure = run_devsim_owned(
+        gw.mqtts5,
+        &with(
+            &saturate,
+            &[tls_args(&certs, false), prefix("tt-")].concat(),
+        ),
+    )?;
     let (pr, sr) = (acked_rate(&plain, 15.0), acked_rate(&secure, 15.0));
     println!(
         "| durable ingest, 100 devices x {rate}/s offered, {batch}/batch | plaintext {pr:.0} readings/s | TLS {sr:.0} readings/s | TLS/plaintext {:.2} |",
@@ -282,8 +291,14 @@ fn tls() -> Result<()> {
         "--devices", "100", "--rate", "200", "--duration", "20", "--batch-max", "10",
         "--batch-interval-ms", "20", "--drain-timeout", "30",
     ];
-    let plain = run_devsim(gw.mqtt5, &twenty_k)?;
-    let secure = run_devsim_owned(gw.mqtts5, &with(&twenty_k, &tls_args(&certs, false)))?;
+    let plain = run_devsim_owned(gw.mqtt5, &with(&twenty_k, &prefix("pl-")))?;
+    let secure = run_devsim_owned(
+        gw.mqtts5,
+        &with(
+            &twenty_k,
+            &[tls_args(&certs, false), prefix("tl-")].concat(),
+        ),
+    )?;
     println!(
         "| publish -> durable ack at 20,000 readings/s | plaintext p50 {:.1} ms p99 {:.1} ms | TLS p50 {:.1} ms p99 {:.1} ms | p99 TLS/plaintext {:.2} |",
         num(&plain, "ack_latency_p50_ms"),
@@ -295,7 +310,7 @@ fn tls() -> Result<()> {
 
     let logins = 200;
     let plain = login_times(logins, |i| {
-        e2e::mqtt_client::TestClient::connect_v5(gw.mqtt5, &format!("sim-{i:04}"), None)
+        e2e::mqtt_client::TestClient::connect_v5(gw.mqtt5, &format!("login-{i:04}"), None)
     })?;
     let client_tls: Vec<_> = (0..logins)
         .map(|i| {
@@ -321,7 +336,7 @@ fn tls() -> Result<()> {
         "--devices", "1000", "--rate", "1", "--readings", "1", "--batch-max", "1",
         "--drain-timeout", "60",
     ];
-    let plain = run_devsim(gw.mqtt5, &herd)?;
+    let plain = run_devsim_owned(gw.mqtt5, &with(&herd, &prefix("ph-")))?;
     let mutual = run_devsim_owned(gw.mqtts5, &with(&herd, &tls_args(&certs, true)))?;
     println!(
         "| 1,000 devices connecting at once, 1 reading each, until all acked | plaintext {:.2} s ({:.0} acked) | mutual TLS {:.2} s ({:.0} acked) | |",

@@ -87,10 +87,12 @@ fn stored_seqs(gw: &GatewayProcess) -> Vec<u32> {
     seqs
 }
 
+/// One device fills the buffer here: the per-device quota (`fair_share_above`, which would
+/// stop it at half; tested in hardening.rs) is off, so the capacity policy alone is seen.
 fn options(policy: &str) -> GatewayOptions {
     GatewayOptions {
         buffer_toml: format!(
-            "capacity_bytes = {CAPACITY}\nfull_policy = \"{policy}\"\nmax_commit_delay_ms = 5\nmin_commit_interval_ms = 5"
+            "capacity_bytes = {CAPACITY}\nfull_policy = \"{policy}\"\nmax_commit_delay_ms = 5\nmin_commit_interval_ms = 5\nfair_share_above = 1.0"
         ),
         ..GatewayOptions::default()
     }

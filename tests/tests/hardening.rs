@@ -205,3 +205,77 @@ fn the_control_socket_deletes_only_what_an_export_durably_wrote() {
     assert!(reply.contains("\"ok\":false"), "{reply}");
     assert_eq!(stored(), 5.0, "nothing deleted");
 }
+
+/// One device floods a 1 MiB buffer (forwarding off), then another device publishes three
+/// full batches. Returns whether all of those were acked, the buffer's bytes once the flood
+/// was absorbed, and the readings refused by the per-device quota.
+fn flood_then_newcomer(fair_share_above: &str) -> (bool, f64, f64) {
+    let gw = GatewayProcess::start(GatewayOptions {
+        buffer_toml: format!("capacity_bytes = 1048576\nfair_share_above = {fair_share_above}"),
+        ..GatewayOptions::default()
+    })
+    .expect("gateway starts");
+    let flooder = TestClient::connect_v5(gw.mqtt5, "dev-flood", None).expect("connects");
+    // 2,000 full batches (~1.8 MB of records): more than the whole buffer. In steps of 100
+    // that the gateway takes in before the next (the embedded broker drops what its reader
+    // lags behind by more than broker_log_bytes).
+    let batches = 2_000u32;
+    for i in 0..batches {
+        flooder
+            .publish(
+                "tlm/v1/dev-flood/up",
+                &batch("dev-flood", 1, i * 128, 128, i * 128),
+            )
+            .expect("publish");
+        if (i + 1) % 100 == 0 {
+            gw.wait_metric("gateway_ingest_messages_total", WAIT, |v| {
+                v >= f64::from(i + 1)
+            })
+            .expect("the flood arrives");
+        }
+    }
+    // Let the writer commit what it admitted.
+    std::thread::sleep(Duration::from_secs(2));
+    let held = gw.metric("gateway_buffer_buffered_bytes").expect("m");
+    let newcomer = TestClient::connect_v5(gw.mqtt5, "dev-new", None).expect("connects");
+    newcomer.subscribe("tlm/v1/dev-new/ack").expect("subscribe");
+    std::thread::sleep(Duration::from_millis(200));
+    // Three full batches: more than the few hundred bytes a full buffer may have left.
+    for i in 0..3 {
+        newcomer
+            .publish(
+                "tlm/v1/dev-new/up",
+                &batch("dev-new", 1, i * 128, 128, i * 128),
+            )
+            .expect("publish");
+    }
+    let mut acked = false;
+    while let Some((_, payload)) = newcomer.recv(Duration::from_secs(5)) {
+        let ack = Ack::decode(&payload).expect("ack decodes");
+        if ack.through_seq == 3 * 128 - 1 {
+            acked = true;
+            break;
+        }
+    }
+    let refused = gw
+        .metric("gateway_buffer_readings_refused_quota_total")
+        .expect("m");
+    (acked, held, refused)
+}
+
+#[test]
+fn one_device_cannot_take_the_buffer_from_the_others() {
+    // Without the quota (1 = off) the attack works: the flood fills the buffer, the next
+    // device is refused (reject-new), and nothing says why but "full".
+    let (acked, held, _) = flood_then_newcomer("1.0");
+    assert!(
+        !acked,
+        "without the quota the flood starves the newcomer (flood holds {held} bytes)"
+    );
+    assert!(held > 1_000_000.0, "{held}");
+    // With the default quota the flood stops at half the buffer, and the newcomer is acked.
+    let (acked, held, refused) = flood_then_newcomer("0.5");
+    assert!(acked, "the newcomer is stored and acked");
+    assert!(held <= 524_288.0 + 2_048.0, "the flood holds {held} bytes");
+    assert!(refused > 0.0, "the flood's refusals are counted");
+}

@@ -53,6 +53,10 @@ pub struct BufferConfig {
     pub retention_secs: u64,
     /// What leaving means.
     pub retention_action: RetentionAction,
+    /// Fill of `capacity_bytes` (0 to 1) above which a device holding more than its fair share
+    /// (`capacity_bytes / (devices with readings buffered + 1)`) is refused until it holds
+    /// less: one device cannot take the space the others need. 1 turns this off.
+    pub fair_share_above: f64,
 }
 
 impl Default for BufferConfig {
@@ -68,6 +72,7 @@ impl Default for BufferConfig {
             checkpoint_interval_ms: 30_000,
             retention_secs: 0,
             retention_action: RetentionAction::Drop,
+            fair_share_above: 0.5,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct ValidBufferConfig {
     pub retention: Option<Duration>,
     /// See [`BufferConfig::retention_action`].
     pub retention_action: RetentionAction,
+    /// See [`BufferConfig::fair_share_above`].
+    pub fair_share_above: f64,
     /// The exporter run under [`RetentionAction::Backfill`] (set by `crate::config` from
     /// `[export]`; the buffer does not know the export stage).
     pub backfill: Option<Arc<dyn RetentionBackfill>>,
@@ -133,6 +140,9 @@ impl BufferConfig {
         if self.checkpoint_interval_ms < 100 {
             return Err("buffer.checkpoint_interval_ms must be at least 100".into());
         }
+        if !(self.fair_share_above > 0.0 && self.fair_share_above <= 1.0) {
+            return Err("buffer.fair_share_above must be above 0 and at most 1".into());
+        }
         Ok(ValidBufferConfig {
             path: self.data_dir.join("buffer.redb"),
             capacity_bytes: self.capacity_bytes,
@@ -144,6 +154,7 @@ impl BufferConfig {
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
             retention: (self.retention_secs > 0).then(|| Duration::from_secs(self.retention_secs)),
             retention_action: self.retention_action,
+            fair_share_above: self.fair_share_above,
             backfill: None,
         })
     }

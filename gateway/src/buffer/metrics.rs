@@ -27,6 +27,9 @@ pub struct BufferMetrics {
     pub claims_confirmed: Counter,
     /// Readings not stored because the buffer was full under `reject-new` (not acked).
     pub readings_rejected_full: Counter,
+    /// Readings refused because their device held more than its fair share of a buffer past
+    /// `fair_share_above` (not acked: the device keeps them).
+    pub readings_refused_quota: Counter,
     /// Readings evicted under `drop-oldest` (data loss).
     pub readings_evicted: Counter,
     /// Readings removed by the retention limit (data loss with `retention_action = "drop"`).
@@ -66,6 +69,7 @@ impl BufferMetrics {
             held_from_jump_batches: Counter::default(),
             claims_confirmed: Counter::default(),
             readings_rejected_full: Counter::default(),
+            readings_refused_quota: Counter::default(),
             readings_evicted: Counter::default(),
             readings_expired: Counter::default(),
             readings_delivered: Counter::default(),
@@ -124,6 +128,11 @@ impl BufferMetrics {
             "readings_rejected_full",
             "Readings not stored because the buffer is full (reject-new)",
             m.readings_rejected_full.clone(),
+        );
+        r.register(
+            "readings_refused_quota",
+            "Readings refused because their device held more than its fair share of the buffer",
+            m.readings_refused_quota.clone(),
         );
         r.register(
             "readings_evicted",

@@ -7,9 +7,11 @@
 //! - [`writer`]: the single writer thread (group commit, capacity, checkpoints, acks).
 //! - [`store`]: open, recovery and reads.
 //! - [`fresh`]: admitted entries handed to the forwarder ahead of their commit.
+//! - [`device_bytes`]: bytes per device, for the per-device quota.
 
 pub mod commit_policy;
 pub mod config;
+pub mod device_bytes;
 pub mod error;
 pub mod fresh;
 pub mod layout;

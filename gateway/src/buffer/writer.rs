@@ -14,6 +14,7 @@
 
 use super::commit_policy::{CommitPolicy, RateEstimator};
 use super::config::{FullPolicy, RetentionAction, ValidBufferConfig};
+use super::device_bytes::{self, DeviceBytes};
 use super::error::WriteError;
 use super::fresh::FreshEntry;
 use super::layout::{
@@ -224,6 +225,25 @@ struct Writer {
     /// `Some(when to retry)` while the disk refuses writes.
     broken: Option<(Instant, Duration)>,
     record_buf: Vec<u8>,
+    /// Bytes per device, for the per-device quota.
+    device_bytes: DeviceBytes,
+}
+
+/// Counts a log entry removed by this commit against its device.
+fn removed(o: &mut Outcome, value: &[u8]) {
+    if let Ok(header) = RecordHeader::decode(value) {
+        add_bytes(&mut o.device_bytes, header.device, -(value.len() as i64));
+    }
+}
+
+/// Adds `delta` to `device`'s entry (allocating its key only the first time).
+fn add_bytes(bytes: &mut HashMap<String, i64>, device: &str, delta: i64) {
+    match bytes.get_mut(device) {
+        Some(b) => *b += delta,
+        None => {
+            bytes.insert(device.to_owned(), delta);
+        }
+    }
 }
 
 /// A delete request and where to report its outcome.
@@ -267,6 +287,9 @@ struct Outcome {
     held_from_jumps: u64,
     claims_confirmed: u64,
     rejected_full: u64,
+    refused_quota: u64,
+    /// Net bytes added per device by this commit.
+    device_bytes: HashMap<String, i64>,
     evicted: u64,
     expired: u64,
     /// Readings deleted per delete command, in group order.
@@ -314,6 +337,7 @@ impl Writer {
             last_rate_sample: Instant::now(),
             broken: None,
             record_buf: Vec::with_capacity(4096),
+            device_bytes: DeviceBytes::empty(),
         };
         w.restore(recovered);
         w.metrics.writable.set(1);
@@ -335,6 +359,10 @@ impl Writer {
         self.buffered_readings = r.buffered_readings;
         self.buffered_bytes = r.buffered_bytes;
         self.oldest_received_ms = r.oldest_received_ms;
+        // Counted again from the log as it is now (before the next commit).
+        if let Ok(db) = self.buffer.db() {
+            self.device_bytes = DeviceBytes::start(&db);
+        }
         self.publish_gauges();
     }
 
@@ -352,6 +380,7 @@ impl Writer {
     fn run(&mut self, rx: &Receiver<Command>, backfill: Option<&Receiver<Command>>) {
         let mut disconnected = false;
         while !disconnected {
+            self.device_bytes.poll();
             let mut group = self.new_group();
             // Deletes from the backfill thread join the group (checked at least every second).
             for c in backfill.into_iter().flat_map(Receiver::try_iter) {
@@ -573,6 +602,7 @@ impl Writer {
                 for &id in ids {
                     if let Some(v) = log.remove(id)? {
                         o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
+                        removed(&mut o, v.value());
                         let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
                         o.buffered_readings = o.buffered_readings.saturating_sub(n);
                         readings += n;
@@ -588,6 +618,7 @@ impl Writer {
                     };
                     let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
                     o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
+                    removed(&mut o, v.value());
                     o.buffered_readings = o.buffered_readings.saturating_sub(n);
                     o.evicted += n;
                     o.deleted.push(k.value());
@@ -648,7 +679,9 @@ impl Writer {
             let Some((id, count, len)) = old else {
                 return Ok(());
             };
-            log.remove(id)?;
+            if let Some(v) = log.remove(id)? {
+                removed(o, v.value());
+            }
             o.buffered_bytes = o.buffered_bytes.saturating_sub(len);
             o.buffered_readings = o.buffered_readings.saturating_sub(count);
             o.expired += count;
@@ -692,10 +725,15 @@ impl Writer {
             record.encode_into(&mut self.record_buf);
             let len = self.record_buf.len() as u64;
             let full = o.buffered_bytes + len > self.config.capacity_bytes;
-            if full && self.config.full_policy == FullPolicy::RejectNew {
+            let over_share = !full && !self.within_fair_share(o, &batch.device, len);
+            if (full && self.config.full_policy == FullPolicy::RejectNew) || over_share {
                 // Not stored, so not acked and the state does not advance: the device keeps
                 // these readings and resends them when space returns.
-                o.rejected_full += u64::from(decision.store_count);
+                if over_share {
+                    o.refused_quota += u64::from(decision.store_count);
+                } else {
+                    o.rejected_full += u64::from(decision.store_count);
+                }
                 next = current.unwrap_or(DeviceState {
                     boot: batch.boot,
                     ..DeviceState::default()
@@ -723,6 +761,7 @@ impl Writer {
                 o.stored += u64::from(decision.store_count);
                 o.buffered_readings += u64::from(decision.store_count);
                 o.buffered_bytes += len;
+                add_bytes(&mut o.device_bytes, &batch.device, len as i64);
                 next.last_seen_ms = batch.received_ms;
             }
         }
@@ -746,8 +785,30 @@ impl Writer {
         }
     }
 
+    /// Whether `device` may add `len` bytes under the per-device quota (see
+    /// [`super::device_bytes`]), given what the open group `o` already admitted.
+    fn within_fair_share(&self, o: &Outcome, device: &str, len: u64) -> bool {
+        let Some((held, devices)) = self.device_bytes.usage(device) else {
+            return true; // still counting
+        };
+        let pending = o.device_bytes.get(device).copied().unwrap_or(0).max(0) as u64;
+        let newcomer = usize::from(held == 0 && pending == 0);
+        device_bytes::within_fair_share(
+            held,
+            pending,
+            len,
+            o.buffered_bytes + len,
+            devices + newcomer,
+            self.config.capacity_bytes,
+            self.config.fair_share_above,
+        )
+    }
+
     /// Applies a committed outcome to memory, metrics and acks.
     fn apply(&mut self, o: Outcome, group: Group) {
+        for (device, delta) in &o.device_bytes {
+            self.device_bytes.change(device, *delta);
+        }
         for (device, state) in o.states {
             self.dirty.insert(device.clone());
             self.states.insert(device, state);
@@ -775,6 +836,18 @@ impl Writer {
         m.held_from_jump_batches.inc_by(o.held_from_jumps);
         m.claims_confirmed.inc_by(o.claims_confirmed);
         m.readings_rejected_full.inc_by(o.rejected_full);
+        if o.refused_quota > 0 {
+            let before = m.readings_refused_quota.get();
+            m.readings_refused_quota.inc_by(o.refused_quota);
+            // A line at each power of two of the count: a flood writes a few lines, not one each.
+            let after = before + o.refused_quota;
+            if before == 0 || after.ilog2() > before.ilog2() {
+                tracing::warn!(
+                    readings = before + o.refused_quota,
+                    "Readings refused: their device holds more than its fair share of a buffer past buffer.fair_share_above (not acked; the device keeps them)."
+                );
+            }
+        }
         if o.evicted > 0 {
             m.readings_evicted.inc_by(o.evicted);
             tracing::error!(

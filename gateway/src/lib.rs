@@ -5,7 +5,8 @@
 //! - [`forward`]: the buffer to Kinesis Data Streams, per-shard rate limits, per-record retry.
 //! - [`export`]: the buffer to Parquet / gzip JSON files for batch backfill.
 //! - [`telemetry`]: metrics, health and the HTTP endpoint serving them.
-//! - [`config`]: the one TOML file, validated before use.
+//! - [`config`]: the one TOML file, validated before use; [`validate`]: `gateway validate`'s
+//!   checks of files, directories and listeners.
 //! - [`service`]: wiring the stages together, `run(config, shutdown)`.
 
 pub mod buffer;
@@ -16,3 +17,4 @@ pub mod ingest;
 pub mod service;
 pub mod status;
 pub mod telemetry;
+pub mod validate;

@@ -30,6 +30,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check a configuration as `run` would, without starting: settings, files (credentials,
+    /// TLS, directories) and listeners. Exits non-zero naming what is wrong.
+    Validate {
+        /// Configuration file [default: the built-in defaults].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the commented default configuration.
     GenerateConfig,
     /// Show the running gateway's health and buffer at a glance.
@@ -172,9 +179,46 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors end the process with one message (the chain of causes on one line), never a stack
+/// trace, whatever `RUST_BACKTRACE` says: they are the user's to fix (a config key, a file).
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gateway validate`.
+fn validate(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let origin = config
+        .as_deref()
+        .map_or("the built-in defaults".to_owned(), |p| {
+            p.display().to_string()
+        });
+    let config = GatewayConfig::load(config.as_deref())?.validate()?;
+    let findings = gateway::validate::check(&config);
+    let errors = findings
+        .iter()
+        .filter(|f| f.level == gateway::validate::Level::Error)
+        .count();
+    for f in &findings {
+        let level = match f.level {
+            gateway::validate::Level::Error => "error",
+            gateway::validate::Level::Warning => "warning",
+        };
+        eprintln!("{level}: {}", f.message);
+    }
+    anyhow::ensure!(errors == 0, "{origin}: {errors} error(s)");
+    println!("{origin}: valid ({} warning(s))", findings.len() - errors);
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Validate { config } => validate(config),
         Command::Run { config } => {
             let config = GatewayConfig::load(config.as_deref())?.validate()?;
             gateway::telemetry::logging::init(&config.telemetry);

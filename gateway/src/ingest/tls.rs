@@ -133,7 +133,16 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsSetupError> {
             builder.with_client_cert_verifier(client_verifier(config, ca_path, &provider)?)
         }
     };
-    let mut server = builder.with_single_cert(chain, key)?;
+    let mut server = builder.with_single_cert(chain, key).map_err(|e| {
+        file_error(
+            "ingest.embedded.tls.key_file",
+            key_path,
+            format!(
+                "not usable with the certificate in {}: {e}",
+                cert_path.display()
+            ),
+        )
+    })?;
     // For microcontrollers (embedded-tls, no_std): it cannot reassemble a handshake message
     // split over records and sizes its receive buffer by our largest record, so records stay
     // at most MAX_RECORD_PLAINTEXT bytes (the whole encrypted handshake flight with a P-256

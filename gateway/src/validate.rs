@@ -1,0 +1,134 @@
+//! `gateway validate`: everything `gateway run` would refuse at start, checked without starting
+//! (the unit's `ExecStartPre`, and an operator's check before `systemctl restart`).
+//!
+//! Beyond parsing and the settings' own checks ([`crate::config`]): the data directory and the
+//! backfill directory are writable, the credentials file and the TLS files load, the external
+//! broker's login and TLS files load, and every listener can be bound. An address already in
+//! use is a warning, not an error: it is what a running gateway holds while its next config is
+//! checked.
+
+use crate::config::ValidConfig;
+use crate::ingest::IngestMode;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `run` would fail.
+    Error,
+    /// Worth knowing; `run` may still work.
+    Warning,
+}
+
+/// One thing `validate` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad.
+    pub level: Level,
+    /// What, naming the setting.
+    pub message: String,
+}
+
+impl Finding {
+    fn error(message: impl Into<String>) -> Self {
+        Self {
+            level: Level::Error,
+            message: message.into(),
+        }
+    }
+
+    fn warning(message: impl Into<String>) -> Self {
+        Self {
+            level: Level::Warning,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether files can be created in `dir`, or in the nearest existing directory above it
+/// (the gateway creates the rest).
+fn writable_dir(setting: &str, dir: &Path) -> Option<Finding> {
+    let existing = dir
+        .ancestors()
+        .find(|d| d.as_os_str().is_empty() || d.exists());
+    let existing = match existing {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => Path::new("/"),
+    };
+    if !existing.is_dir() {
+        return Some(Finding::error(format!(
+            "{setting} {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        )));
+    }
+    match tempfile::tempfile_in(existing) {
+        Ok(_) => None,
+        Err(e) => Some(Finding::error(format!(
+            "{setting} {}: cannot create files in {}: {e}",
+            dir.display(),
+            existing.display()
+        ))),
+    }
+}
+
+fn bindable(setting: &str, addr: SocketAddr) -> Option<Finding> {
+    match TcpListener::bind(addr) {
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(Finding::warning(format!(
+            "{setting} {addr} is in use now (by a running gateway? then this is expected)"
+        ))),
+        Err(e) => Some(Finding::error(format!(
+            "{setting} {addr}: cannot listen: {e}"
+        ))),
+    }
+}
+
+/// Checks what parsing cannot: files, directories and listeners.
+pub fn check(config: &ValidConfig) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let data_dir = config.buffer.path.parent().unwrap_or(Path::new("."));
+    found.extend(writable_dir("buffer.data_dir", data_dir));
+    if let Some(dir) = &config.export.backfill_dir {
+        found.extend(writable_dir("export.backfill_dir", dir));
+    }
+    found.extend(bindable("telemetry.listen", config.telemetry.listen));
+    match config.ingest.mode {
+        IngestMode::Embedded => {
+            let e = &config.ingest.embedded;
+            if let Some(Err(err)) = e
+                .credentials_file
+                .as_deref()
+                .map(crate::ingest::auth::DeviceLogins::load)
+            {
+                found.push(Finding::error(format!(
+                    "ingest.embedded.credentials_file: {err}"
+                )));
+            }
+            if e.tls.enabled() {
+                let mut registry = prometheus_client::registry::Registry::default();
+                let metrics = crate::ingest::IngestMetrics::register(&mut registry);
+                if let Err(err) = crate::ingest::tls::TlsHandshake::load(&e.tls, metrics) {
+                    found.push(Finding::error(err.to_string()));
+                }
+            }
+            for (name, addr, _) in e.listeners() {
+                found.extend(bindable(&format!("ingest.embedded listener {name}"), addr));
+            }
+        }
+        IngestMode::External => {
+            let x = &config.ingest.external;
+            if let Err(err) =
+                crate::ingest::external_login::login(x, |name| std::env::var(name).ok())
+            {
+                found.push(Finding::error(err.to_string()));
+            }
+            if let Err(err) = crate::ingest::external_login::tls(x) {
+                found.push(Finding::error(err.to_string()));
+            }
+        }
+    }
+    found
+}

@@ -48,6 +48,16 @@ enum Command {
         /// Telemetry address (overrides the config).
         #[arg(long)]
         endpoint: Option<String>,
+        /// Print the `/health` document as JSON.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+        /// Refresh the view every --interval seconds, with rates and each shard's use of its
+        /// limits, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between views with --watch.
+        #[arg(long, default_value_t = 1.0, requires = "watch")]
+        interval: f64,
     },
     /// Export buffered readings to Parquet or gzip JSON files for batch backfill (through the
     /// running gateway if it holds the buffer; see README "Export for backfill").
@@ -238,12 +248,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{DEFAULT_CONFIG}");
             Ok(())
         }
-        Command::Status { config, endpoint } => {
+        Command::Status {
+            config,
+            endpoint,
+            json,
+            watch,
+            interval,
+        } => {
             let config =
                 config.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
             let config = GatewayConfig::load(config.as_deref())?;
             let endpoint = endpoint.unwrap_or_else(|| config.telemetry.listen.to_string());
-            gateway::status::print(&endpoint)
+            if json {
+                gateway::status::print_json(&endpoint)
+            } else if watch {
+                anyhow::ensure!(
+                    interval.is_finite() && interval >= 0.1,
+                    "--interval must be at least 0.1 seconds"
+                );
+                gateway::status::watch(&endpoint, std::time::Duration::from_secs_f64(interval))
+            } else {
+                gateway::status::print(&endpoint)
+            }
         }
         Command::Export(args) => export(args),
         Command::Devices {

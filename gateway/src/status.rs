@@ -25,15 +25,25 @@ pub fn fetch(endpoint: &str) -> anyhow::Result<HealthReport> {
     serde_json::from_str(body).context("unexpected /health document")
 }
 
-/// Prints the report; fails when the gateway is unreachable.
-pub fn print(endpoint: &str) -> anyhow::Result<()> {
-    let r = fetch(endpoint)?;
-    println!("status: {}", r.status);
+/// Kinesis' per-shard write limits, for the use shown next to each shard's rates.
+const SHARD_RECORDS_PER_S: f64 = 1_000.0;
+const SHARD_BYTES_PER_S: f64 = 1_048_576.0;
+
+/// The report as text; with the previous report and the time between them, also rates and
+/// each shard's use of its limits.
+pub fn render(r: &HealthReport, previous: Option<(&HealthReport, Duration)>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let per_s = |now: u64, before: u64, dt: Duration| {
+        now.saturating_sub(before) as f64 / dt.as_secs_f64().max(1e-3)
+    };
+    let _ = writeln!(out, "status: {}", r.status);
     for p in &r.problems {
-        println!("  problem: {p}");
+        let _ = writeln!(out, "  problem: {p}");
     }
     let b = &r.buffer;
-    println!(
+    let _ = writeln!(
+        out,
         "buffer: {} readings, {} bytes, oldest {:.1} s, writable {}, stored since start {}, commit failures {}",
         b.buffered_readings,
         b.buffered_bytes,
@@ -42,12 +52,24 @@ pub fn print(endpoint: &str) -> anyhow::Result<()> {
         b.readings_stored,
         b.commit_failures
     );
-    println!(
+    let _ = writeln!(
+        out,
         "ingest: {} messages, {} acks published",
         r.ingest.messages, r.ingest.acks_published
     );
+    if let Some((p, dt)) = previous {
+        let _ = writeln!(
+            out,
+            "rates: {:.0} readings/s stored, {:.0} messages/s, {:.0} acks/s",
+            per_s(b.readings_stored, p.buffer.readings_stored, dt),
+            per_s(r.ingest.messages, p.ingest.messages, dt),
+            per_s(r.ingest.acks_published, p.ingest.acks_published, dt),
+        );
+    }
     match &r.forward {
-        None => println!("forward: disabled (readings stay buffered)"),
+        None => {
+            let _ = writeln!(out, "forward: disabled (readings stay buffered)");
+        }
         Some(f) => {
             let state = if f.reachable {
                 "reachable".to_owned()
@@ -58,12 +80,14 @@ pub fn print(endpoint: &str) -> anyhow::Result<()> {
                     f.last_error.as_deref().unwrap_or("unknown error")
                 )
             };
-            println!(
+            let _ = writeln!(
+                out,
                 "forward: stream {}, {} open shards, {state}",
                 f.stream, f.open_shards
             );
             for s in &f.shards {
-                println!(
+                let _ = write!(
+                    out,
                     "  {}: {} records, {} bytes sent, {} throttled, {} retried, {} in flight, lag {:.1} s",
                     s.shard_id,
                     s.records_sent,
@@ -73,8 +97,67 @@ pub fn print(endpoint: &str) -> anyhow::Result<()> {
                     s.in_flight,
                     s.lag_seconds
                 );
+                let before = previous.and_then(|(p, dt)| {
+                    let shards = &p.forward.as_ref()?.shards;
+                    Some((shards.iter().find(|o| o.shard_id == s.shard_id)?, dt))
+                });
+                if let Some((o, dt)) = before {
+                    let records = per_s(s.records_sent, o.records_sent, dt);
+                    let bytes = per_s(s.bytes_sent, o.bytes_sent, dt);
+                    let _ = write!(
+                        out,
+                        "; {records:.0} records/s ({:.0} % of the limit), {:.0} KB/s ({:.0} %)",
+                        100.0 * records / SHARD_RECORDS_PER_S,
+                        bytes / 1000.0,
+                        100.0 * bytes / SHARD_BYTES_PER_S
+                    );
+                }
+                let _ = writeln!(out);
             }
         }
     }
+    out
+}
+
+/// Prints the report; fails when the gateway is unreachable.
+pub fn print(endpoint: &str) -> anyhow::Result<()> {
+    print!("{}", render(&fetch(endpoint)?, None));
     Ok(())
+}
+
+/// Prints the `/health` document as JSON (for scripts).
+pub fn print_json(endpoint: &str) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&fetch(endpoint)?)?);
+    Ok(())
+}
+
+/// Shows the report every `interval` with the rates since the previous one, until
+/// interrupted (Ctrl-C). On a terminal each view replaces the last; otherwise views follow
+/// one another, separated by a line with the time. A gateway that stops answering is said
+/// so in the view, and watching goes on.
+pub fn watch(endpoint: &str, interval: Duration) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stdout().is_terminal();
+    let mut previous: Option<(HealthReport, std::time::Instant)> = None;
+    loop {
+        let now = std::time::Instant::now();
+        let view = match fetch(endpoint) {
+            Ok(r) => {
+                let text = render(&r, previous.as_ref().map(|(p, t)| (p, now - *t)));
+                previous = Some((r, now));
+                text
+            }
+            Err(e) => format!("{e:#}\n"),
+        };
+        let mut out = std::io::stdout().lock();
+        if terminal {
+            write!(out, "\x1b[2J\x1b[H")?;
+        } else {
+            writeln!(out, "--- {endpoint}, every {:.1} s", interval.as_secs_f64())?;
+        }
+        write!(out, "{view}")?;
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(interval);
+    }
 }

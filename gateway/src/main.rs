@@ -262,11 +262,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 gateway::status::print_json(&endpoint)
             } else if watch {
-                anyhow::ensure!(
-                    interval.is_finite() && interval >= 0.1,
-                    "--interval must be at least 0.1 seconds"
-                );
-                gateway::status::watch(&endpoint, std::time::Duration::from_secs_f64(interval))
+                let interval = std::time::Duration::try_from_secs_f64(interval)
+                    .ok()
+                    .filter(|d| d.as_secs_f64() >= 0.1 && d.as_secs() <= 3_600)
+                    .context("--interval must be between 0.1 and 3600 seconds")?;
+                gateway::status::watch(&endpoint, interval)
             } else {
                 gateway::status::print(&endpoint)
             }

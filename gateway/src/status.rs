@@ -133,7 +133,7 @@ pub fn print_json(endpoint: &str) -> anyhow::Result<()> {
 
 /// Shows the report every `interval` with the rates since the previous one, until
 /// interrupted (Ctrl-C). On a terminal each view replaces the last; otherwise views follow
-/// one another, separated by a line with the time. A gateway that stops answering is said
+/// one another, each after a line naming the endpoint and the interval. A gateway that stops answering is said
 /// so in the view, and watching goes on.
 pub fn watch(endpoint: &str, interval: Duration) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;

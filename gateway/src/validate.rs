@@ -86,6 +86,29 @@ fn bindable(setting: &str, addr: SocketAddr) -> Option<Finding> {
     }
 }
 
+/// An expired or soon expiring gateway certificate (`not_after`, Unix seconds).
+fn expiry(not_after: i64, file: &Path) -> Option<Finding> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let left = not_after - now;
+    let soon = crate::ingest::tls::EXPIRY_WARNING.as_secs() as i64;
+    if left <= 0 {
+        Some(Finding::error(format!(
+            "ingest.embedded.tls.cert_file {}: the certificate has expired; devices will refuse it",
+            file.display()
+        )))
+    } else if left < soon {
+        Some(Finding::warning(format!(
+            "ingest.embedded.tls.cert_file {}: the certificate expires in {} days",
+            file.display(),
+            left / 86_400
+        )))
+    } else {
+        None
+    }
+}
+
 /// Checks what parsing cannot: files, directories and listeners.
 pub fn check(config: &ValidConfig) -> Vec<Finding> {
     let mut found = Vec::new();
@@ -110,11 +133,20 @@ pub fn check(config: &ValidConfig) -> Vec<Finding> {
             if e.tls.enabled() {
                 let mut registry = prometheus_client::registry::Registry::default();
                 let metrics = crate::ingest::IngestMetrics::register(&mut registry);
-                if let Err(err) = crate::ingest::tls::TlsHandshake::load(&e.tls, metrics) {
-                    found.push(Finding::error(err.to_string()));
+                match crate::ingest::tls::TlsHandshake::load(&e.tls, metrics) {
+                    Ok(tls) => found.extend(expiry(
+                        tls.certificate_expiry(),
+                        e.tls.cert_file.as_deref().unwrap_or(Path::new("")),
+                    )),
+                    Err(err) => found.push(Finding::error(err.to_string())),
                 }
             }
             for (name, addr, _) in e.listeners() {
+                if addr == config.telemetry.listen {
+                    found.push(Finding::error(format!(
+                        "telemetry.listen {addr} is also the {name} listener's address"
+                    )));
+                }
                 found.extend(bindable(&format!("ingest.embedded listener {name}"), addr));
             }
         }

@@ -225,13 +225,13 @@ fn a_device_certificate_proves_its_device_and_nothing_else() {
 }
 
 #[test]
-fn revocation_and_new_certificates_apply_on_reload_without_dropping_devices() {
+fn revocation_and_new_certificates_apply_on_reload_without_dropping_other_devices() {
     let certs = SiteCerts::create("reload").expect("site CA");
     let (a_cert, a_key) = certs.device("dev-a", 30).expect("certificate");
     let (c_cert, c_key) = certs.device("dev-c", 30).expect("certificate");
     let gw = tls_gateway(&certs, Some("required"), "");
     let a = connect(&gw, &certs, "dev-a", Some((&a_cert, &a_key)), None).expect("dev-a");
-    drop(connect(&gw, &certs, "dev-c", Some((&c_cert, &c_key)), None).expect("dev-c"));
+    let c = connect(&gw, &certs, "dev-c", Some((&c_cert, &c_key)), None).expect("dev-c");
     let expiry_before = gw
         .metric("gateway_ingest_tls_certificate_expiry_timestamp_seconds")
         .unwrap();
@@ -244,6 +244,12 @@ fn revocation_and_new_certificates_apply_on_reload_without_dropping_devices() {
     gw.wait_metric("gateway_ingest_tls_reloads_total", WAIT, |v| v >= 1.0)
         .expect("TLS files reloaded");
 
+    // dev-c, revoked while logged in, is disconnected, and cannot log in again.
+    assert_eq!(
+        c.next_reply(WAIT),
+        Some(Reply::Closed),
+        "the revoked device is dropped"
+    );
     assert!(connect(&gw, &certs, "dev-c", Some((&c_cert, &c_key)), None).is_err());
     wait_handshakes(&gw, "revoked", 1.0);
     assert!(

@@ -69,6 +69,7 @@ fn each_kind_of_broken_config_is_named() {
     let certs = SiteCerts::create("validate").unwrap();
     let (device_cert, device_key) = certs.device("dev-a", 30).unwrap();
     let (_, gateway_key) = certs.gateway_files();
+    let (expired_cert, expired_key) = certs.device("dev-old", -1).unwrap();
     let tls = certs.gateway_toml(Some("required"));
     let cases: Vec<(String, &str)> = vec![
         ("[ingest.embedded]\nmqtt5_lisen = \"0.0.0.0:1\"\n".into(), "mqtt5_lisen"),
@@ -112,6 +113,21 @@ fn each_kind_of_broken_config_is_named() {
         (
             "[telemetry]\nlisten = \"192.0.2.1:9184\"\n".into(),
             "telemetry.listen",
+        ),
+        (
+            // An expired certificate (with its own key) as the gateway's.
+            format!(
+                "{}[ingest.embedded.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                base(""),
+                expired_cert.display(),
+                expired_key.display()
+            ),
+            "has expired",
+        ),
+        (
+            "[ingest.embedded]\nmqtt5_listen = \"127.0.0.1:39999\"\n[telemetry]\nlisten = \"127.0.0.1:39999\"\n"
+                .into(),
+            "also the mqtt5 listener",
         ),
     ];
     for (toml, named) in cases {

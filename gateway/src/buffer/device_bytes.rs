@@ -18,6 +18,8 @@
 use super::layout::{LOG, RecordHeader};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
 
 /// Per-device byte counts; see the module docs.
@@ -28,13 +30,24 @@ pub struct DeviceBytes {
     /// Net bytes per device added since the snapshot, while the scan runs.
     changes: HashMap<String, i64>,
     scan: Option<Receiver<Result<HashMap<String, u64>, String>>>,
+    /// Set when these counts are dropped (e.g. replaced after a reopen): the scan stops.
+    cancel: Arc<AtomicBool>,
 }
 
-/// Bytes per device in the log of `snapshot`.
-fn scan(snapshot: &ReadTransaction) -> Result<HashMap<String, u64>, String> {
+impl Drop for DeviceBytes {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Bytes per device in the log of `snapshot`, unless `cancel` is set meanwhile.
+fn scan(snapshot: &ReadTransaction, cancel: &AtomicBool) -> Result<HashMap<String, u64>, String> {
     let log = snapshot.open_table(LOG).map_err(|e| e.to_string())?;
     let mut counts = HashMap::new();
     for entry in log.iter().map_err(|e| e.to_string())? {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
         let (_, value) = entry.map_err(|e| e.to_string())?;
         let bytes = value.value();
         // A record that does not decode is left out; the forwarder counts and skips it too.
@@ -48,14 +61,16 @@ fn scan(snapshot: &ReadTransaction) -> Result<HashMap<String, u64>, String> {
 impl DeviceBytes {
     /// Starts counting from the log as `db` holds it now (call before the next commit).
     pub fn start(db: &redb::Database) -> Self {
+        let cancel = Arc::new(AtomicBool::new(false));
         let scan = match db.begin_read() {
             Ok(snapshot) => {
                 let (tx, rx) = channel();
+                let stop = cancel.clone();
                 let spawned = std::thread::Builder::new()
                     .name("buffer-quota-scan".into())
                     .spawn(move || {
                         let started = std::time::Instant::now();
-                        let result = scan(&snapshot);
+                        let result = scan(&snapshot, &stop);
                         if let Ok(counts) = &result {
                             tracing::info!(
                                 devices = counts.len(),
@@ -82,6 +97,7 @@ impl DeviceBytes {
             counts: None,
             changes: HashMap::new(),
             scan,
+            cancel,
         }
     }
 
@@ -91,6 +107,7 @@ impl DeviceBytes {
             counts: Some(HashMap::new()),
             changes: HashMap::new(),
             scan: None,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -161,7 +178,8 @@ pub fn within_fair_share(
     capacity: u64,
     fair_share_above: f64,
 ) -> bool {
-    if (total as f64) <= capacity as f64 * fair_share_above {
+    // 1 = off (also when the buffer is full: that is the full policy's to handle).
+    if fair_share_above >= 1.0 || (total as f64) <= capacity as f64 * fair_share_above {
         return true;
     }
     let fair = capacity / (devices as u64 + 1);
@@ -184,8 +202,11 @@ mod tests {
         // A lone device stops at half.
         assert!(within_fair_share(490, 0, 10, 510, 1, cap, 0.5));
         assert!(!within_fair_share(500, 0, 10, 510, 1, cap, 0.5));
-        // 1.0: the quota is off (total never exceeds the capacity).
+        // 1.0: the quota is off, also past the capacity (drop-oldest evicts then).
         assert!(within_fair_share(1_000, 0, 0, 1_000, 5, cap, 1.0));
+        assert!(within_fair_share(1_000, 0, 10, 1_010, 1, cap, 1.0));
+        // Past the capacity under drop-oldest: a device within its share may still add.
+        assert!(within_fair_share(100, 0, 10, 1_010, 2, cap, 0.5));
     }
 
     #[test]

@@ -725,7 +725,8 @@ impl Writer {
             record.encode_into(&mut self.record_buf);
             let len = self.record_buf.len() as u64;
             let full = o.buffered_bytes + len > self.config.capacity_bytes;
-            let over_share = !full && !self.within_fair_share(o, &batch.device, len);
+            // Also under drop-oldest: a device over its share must not push out the others.
+            let over_share = !self.within_fair_share(o, &batch.device, len);
             if (full && self.config.full_policy == FullPolicy::RejectNew) || over_share {
                 // Not stored, so not acked and the state does not advance: the device keeps
                 // these readings and resends them when space returns.

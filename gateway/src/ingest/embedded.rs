@@ -291,12 +291,17 @@ impl EmbeddedBroker {
 
     /// Reads the credentials file and the TLS files again (SIGHUP): new devices may log in at
     /// once, and removed devices, or devices whose password changed, are disconnected; new TLS
-    /// handshakes use the new certificates (live connections stay). Files that do not load
-    /// leave everything as it was, and say why.
+    /// handshakes use the new certificates (live connections stay, except devices whose
+    /// certificate the new CA or CRL refuses). Files that do not load leave everything as it
+    /// was, and say why.
     pub fn reload(&self) {
         if let Some(tls) = &self.tls {
             match tls.reload() {
-                Ok(()) => tracing::info!("TLS certificates reloaded."),
+                Ok(refused) if refused.is_empty() => tracing::info!("TLS certificates reloaded."),
+                Ok(refused) => {
+                    tracing::warn!(devices = ?refused, "TLS certificates reloaded; disconnecting devices whose certificate is no longer accepted (revoked, expired or of another CA).");
+                    let _ = self.revoke.send(refused);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "TLS certificates not reloaded; the previous ones stay in force.")
                 }

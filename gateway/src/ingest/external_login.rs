@@ -46,6 +46,13 @@ pub fn login(
             let text = std::fs::read_to_string(path)
                 .map_err(|e| file_error("ingest.external.password_file", path, e))?;
             let line = text.lines().next().unwrap_or_default().to_owned();
+            if line.is_empty() {
+                return Err(file_error(
+                    "ingest.external.password_file",
+                    path,
+                    "the first line (the password) is empty",
+                ));
+            }
             Some((line, "ingest.external.password_file"))
         }
         (None, None, Some(p)) => Some((p.clone(), "ingest.external.password")),
@@ -61,11 +68,10 @@ pub fn login(
                 password_source,
             }))
         }
-        (None, Some((_, source))) => Err(file_error(
-            "ingest.external.username",
-            std::path::Path::new(""),
-            format!("a password is given ({source}) but no username"),
-        )),
+        (None, Some((_, source))) => Err(TlsSetupError::Setting {
+            setting: "ingest.external.username",
+            detail: format!("a password is given ({source}) but no username"),
+        }),
     }
 }
 

@@ -13,7 +13,9 @@
 //! password as on the plain listeners.
 //!
 //! Reload (SIGHUP): the files are read again and new handshakes use them; live connections keep
-//! their sessions. A set of files that does not load changes nothing and says why.
+//! their sessions, except devices logged in with a certificate the new CA or CRL refuses
+//! (a revoked board), which are disconnected. A set of files that does not load changes
+//! nothing and says why.
 //!
 //! Invariant: every handshake is counted once in `gateway_ingest_tls_handshakes_total{result}`,
 //! as `ok` or a failure reason; failures are logged, at most [`super::log_limit`]'s lines per
@@ -25,19 +27,21 @@ use super::metrics::IngestMetrics;
 use rumqttd::transport::{Accepted, Handshake, HandshakeFuture, Stream};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{CertificateError, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest plaintext of a TLS record the gateway sends (rustls counts the 5-byte header in it).
 const MAX_RECORD_PLAINTEXT: usize = 2048;
 
 /// A gateway certificate that expires sooner than this is warned about at every (re)load.
-const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,14 @@ pub enum TlsSetupError {
     /// rustls refused the combination (e.g. a key that does not match the certificate).
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
+    /// Settings that do not go together.
+    #[error("{setting}: {detail}")]
+    Setting {
+        /// The setting, in full.
+        setting: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 pub(crate) fn file_error(
@@ -100,9 +112,11 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
     Ok(crls)
 }
 
-/// What a (re)load produced: the rustls settings and when the gateway certificate expires.
+/// What a (re)load produced: the rustls settings, the device certificate verifier in them
+/// (if any) and when the gateway certificate expires.
 struct Loaded {
     server: Arc<ServerConfig>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
     not_after: i64,
 }
 
@@ -127,11 +141,13 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsSetupError> {
         .map_err(|e| file_error("ingest.embedded.tls.key_file", key_path, e))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match &config.client_ca_file {
+    let verifier = match &config.client_ca_file {
+        None => None,
+        Some(ca_path) => Some(client_verifier(config, ca_path, &provider)?),
+    };
+    let builder = match &verifier {
         None => builder.with_no_client_auth(),
-        Some(ca_path) => {
-            builder.with_client_cert_verifier(client_verifier(config, ca_path, &provider)?)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
     };
     let mut server = builder.with_single_cert(chain, key).map_err(|e| {
         file_error(
@@ -152,6 +168,7 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsSetupError> {
     server.send_tls13_tickets = 0;
     Ok(Loaded {
         server: Arc::new(server),
+        verifier,
         not_after,
     })
 }
@@ -161,7 +178,7 @@ fn client_verifier(
     config: &TlsConfig,
     ca_path: &Path,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsSetupError> {
+) -> Result<Arc<dyn ClientCertVerifier>, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     for ca in read_certificates("ingest.embedded.tls.client_ca_file", ca_path)? {
         roots
@@ -232,6 +249,10 @@ fn failure_reason(error: &io::Error) -> &'static str {
 pub struct TlsHandshake {
     config: TlsConfig,
     current: RwLock<Arc<ServerConfig>>,
+    /// The certificate each device last logged in with, so a reload can tell which logged-in
+    /// devices the new CA or CRL no longer accepts. One entry per device ID (~0.6 KB); an
+    /// entry may outlive its connection (disconnecting an absent client does nothing).
+    certified: Arc<Mutex<HashMap<String, CertificateDer<'static>>>>,
     metrics: IngestMetrics,
     log: Arc<LogLimit>,
 }
@@ -243,6 +264,7 @@ impl TlsHandshake {
         let handshake = Self {
             config: config.clone(),
             current: RwLock::new(loaded.server.clone()),
+            certified: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             log: Arc::new(LogLimit::default()),
         };
@@ -250,14 +272,30 @@ impl TlsHandshake {
         Ok(handshake)
     }
 
-    /// Reads the files again; on success new handshakes use them (live connections keep theirs).
-    pub fn reload(&self) -> Result<(), TlsSetupError> {
+    /// Reads the files again; on success new handshakes use them and live connections keep
+    /// their sessions, except those of devices whose certificate the new CA and CRL no longer
+    /// accept (revoked, expired, another CA): their IDs are returned, to be disconnected (they
+    /// may then log in again only as the new files allow).
+    pub fn reload(&self) -> Result<Vec<String>, TlsSetupError> {
         match load(&self.config) {
             Ok(loaded) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.server.clone();
                 self.loaded(&loaded);
                 self.metrics.tls_reloads.inc();
-                Ok(())
+                let now = rustls_pki_types::UnixTime::now();
+                let mut certified = self.certified.lock().unwrap_or_else(|e| e.into_inner());
+                let refused: Vec<String> = certified
+                    .iter()
+                    .filter(|(_, cert)| match &loaded.verifier {
+                        Some(v) => v.verify_client_cert(cert, &[], now).is_err(),
+                        None => true, // no device certificates any more
+                    })
+                    .map(|(device, _)| device.clone())
+                    .collect();
+                for device in &refused {
+                    certified.remove(device);
+                }
+                Ok(refused)
             }
             Err(e) => {
                 self.metrics.tls_reload_failures.inc();
@@ -283,6 +321,11 @@ impl TlsHandshake {
         }
     }
 
+    /// When the gateway's certificate expires (Unix seconds), as last loaded.
+    pub fn certificate_expiry(&self) -> i64 {
+        self.metrics.tls_certificate_expiry.get()
+    }
+
     fn server_config(&self) -> Arc<ServerConfig> {
         self.current
             .read()
@@ -295,6 +338,7 @@ impl Handshake for TlsHandshake {
     fn accept(&self, stream: Box<dyn Stream>) -> HandshakeFuture {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.server_config());
         let (metrics, log) = (self.metrics.clone(), self.log.clone());
+        let certified = self.certified.clone();
         Box::pin(async move {
             let result = match acceptor.accept(stream).await {
                 Ok(tls) => {
@@ -308,10 +352,19 @@ impl Handshake for TlsHandshake {
                             ),
                             "unnamed_certificate",
                         )),
-                        named => Ok(Accepted {
-                            peer_identity: named.flatten(),
-                            stream: Box::new(tls),
-                        }),
+                        named => {
+                            let peer_identity = named.flatten();
+                            if let (Some(device), Some(cert)) = (&peer_identity, certificate) {
+                                certified
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(device.clone(), cert.clone().into_owned());
+                            }
+                            Ok(Accepted {
+                                peer_identity,
+                                stream: Box::new(tls),
+                            })
+                        }
                     }
                 }
                 Err(e) => {

@@ -6,8 +6,8 @@
 //! TCP connection and sends nothing stops the listener from accepting anyone else. Here the
 //! accept loop only takes the connection's slot (`max_open_connections`) and spawns its task;
 //! the task runs [`Handshake::accept`] bounded by the listener's `connection_timeout_ms`, then
-//! reads CONNECT as for a plain connection. A silent or slow client holds one slot for at most
-//! that long and delays no one else.
+//! reads CONNECT as for a plain connection (within the same timeout again). A silent or slow
+//! client holds one slot for at most twice that long and delays no one else.
 //!
 //! A handshake may prove who the peer is (a client certificate): that identity is handed to
 //! [`crate::authorize::Authorizer::connect`] with the client ID, and a connection with a proven

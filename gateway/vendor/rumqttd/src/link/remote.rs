@@ -215,7 +215,9 @@ where
         }
     }
 
-    if peer_identity.is_none() {
+    // Only an authorizer can tie a proven identity to the client ID: without one, the login
+    // check applies to everyone.
+    if peer_identity.is_none() || config.authorizer.is_none() {
         handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
     }
 

@@ -162,6 +162,13 @@ impl DeviceBytes {
     }
 }
 
+/// Whether the quota applies with the buffer holding `total` bytes: past `fair_share_above`
+/// of `capacity`, and never with 1 (off, also when the buffer is full: that is the full
+/// policy's to handle).
+pub fn quota_applies(total: u64, capacity: u64, fair_share_above: f64) -> bool {
+    fair_share_above < 1.0 && (total as f64) > capacity as f64 * fair_share_above
+}
+
 /// Whether a device holding `held` bytes (with `pending` more admitted in the open group) may
 /// add `len` bytes, with the buffer holding `total` bytes after it, `devices` devices holding
 /// any (this one included if it holds nothing yet).
@@ -178,8 +185,7 @@ pub fn within_fair_share(
     capacity: u64,
     fair_share_above: f64,
 ) -> bool {
-    // 1 = off (also when the buffer is full: that is the full policy's to handle).
-    if fair_share_above >= 1.0 || (total as f64) <= capacity as f64 * fair_share_above {
+    if !quota_applies(total, capacity, fair_share_above) {
         return true;
     }
     let fair = capacity / (devices as u64 + 1);

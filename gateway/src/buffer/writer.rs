@@ -229,11 +229,18 @@ struct Writer {
     device_bytes: DeviceBytes,
 }
 
-/// Counts a log entry removed by this commit against its device.
-fn removed(o: &mut Outcome, value: &[u8]) {
-    if let Ok(header) = RecordHeader::decode(value) {
-        add_bytes(&mut o.device_bytes, header.device, -(value.len() as i64));
-    }
+/// Takes a log entry removed by this commit off the totals and its device's bytes; returns
+/// its readings (0 for an entry that does not decode, whose bytes still count).
+fn removed(o: &mut Outcome, value: &[u8]) -> u64 {
+    let len = value.len() as u64;
+    o.buffered_bytes = o.buffered_bytes.saturating_sub(len);
+    let Ok(header) = RecordHeader::decode(value) else {
+        return 0;
+    };
+    add_bytes(&mut o.device_bytes, header.device, -(len as i64));
+    let n = u64::from(header.count);
+    o.buffered_readings = o.buffered_readings.saturating_sub(n);
+    n
 }
 
 /// Adds `delta` to `device`'s entry (allocating its key only the first time).
@@ -601,11 +608,7 @@ impl Writer {
                 let mut readings = 0;
                 for &id in ids {
                     if let Some(v) = log.remove(id)? {
-                        o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
-                        removed(&mut o, v.value());
-                        let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
-                        o.buffered_readings = o.buffered_readings.saturating_sub(n);
-                        readings += n;
+                        readings += removed(&mut o, v.value());
                         o.deleted.push(id);
                     }
                 }
@@ -616,11 +619,7 @@ impl Writer {
                     let Some((k, v)) = log.pop_first()? else {
                         break;
                     };
-                    let n = RecordHeader::decode(v.value()).map_or(0, |h| u64::from(h.count));
-                    o.buffered_bytes = o.buffered_bytes.saturating_sub(v.value().len() as u64);
-                    removed(&mut o, v.value());
-                    o.buffered_readings = o.buffered_readings.saturating_sub(n);
-                    o.evicted += n;
+                    o.evicted += removed(&mut o, v.value());
                     o.deleted.push(k.value());
                 }
             }
@@ -673,18 +672,15 @@ impl Writer {
                 Some((k, v)) => RecordHeader::decode(v.value())
                     .ok()
                     .filter(|h| h.received_ms < cutoff)
-                    .map(|h| (k.value(), u64::from(h.count), v.value().len() as u64)),
+                    .map(|_| k.value()),
                 None => None,
             };
-            let Some((id, count, len)) = old else {
+            let Some(id) = old else {
                 return Ok(());
             };
             if let Some(v) = log.remove(id)? {
-                removed(o, v.value());
+                o.expired += removed(o, v.value());
             }
-            o.buffered_bytes = o.buffered_bytes.saturating_sub(len);
-            o.buffered_readings = o.buffered_readings.saturating_sub(count);
-            o.expired += count;
             o.deleted.push(id);
         }
     }
@@ -789,6 +785,15 @@ impl Writer {
     /// Whether `device` may add `len` bytes under the per-device quota (see
     /// [`super::device_bytes`]), given what the open group `o` already admitted.
     fn within_fair_share(&self, o: &Outcome, device: &str, len: u64) -> bool {
+        let total = o.buffered_bytes + len;
+        // Mostly the buffer is below the threshold: no lookups then.
+        if !device_bytes::quota_applies(
+            total,
+            self.config.capacity_bytes,
+            self.config.fair_share_above,
+        ) {
+            return true;
+        }
         let Some((held, devices)) = self.device_bytes.usage(device) else {
             return true; // still counting
         };
@@ -798,7 +803,7 @@ impl Writer {
             held,
             pending,
             len,
-            o.buffered_bytes + len,
+            total,
             devices + newcomer,
             self.config.capacity_bytes,
             self.config.fair_share_above,

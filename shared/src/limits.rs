@@ -20,3 +20,12 @@ pub const MAX_MAC_LEN: usize = 32;
 
 /// Longest MQTT topic this protocol produces: prefix, device ID and suffix.
 pub const MAX_TOPIC_LEN: usize = 96;
+
+/// Largest TLS record the gateway sends, counted as rustls counts `max_fragment_size`: the
+/// 5-byte header plus plaintext. A microcontroller's TLS stack buffers whole records, so the
+/// gateway keeps them this small (TLS's own limit is 16 KiB).
+pub const TLS_MAX_FRAGMENT: usize = 2048;
+
+/// Largest TLS 1.3 record on the wire from the gateway: [`TLS_MAX_FRAGMENT`] plus the inner
+/// content type (1 byte) and the AEAD tag (16 bytes). A device's receive buffer holds one.
+pub const TLS_MAX_RECORD: usize = TLS_MAX_FRAGMENT + 17;

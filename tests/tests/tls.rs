@@ -365,6 +365,49 @@ fn devsim_over_tls_with_passwords_and_with_certificates_is_acked_and_stored_once
     assert!(stored.values().all(|&n| n == 1), "nothing stored twice");
 }
 
+/// The firmware core's TLS (in devsim) refuses a gateway it cannot verify: one whose
+/// certificate another site's CA signed, and one that does not carry the name the device
+/// dials. Nothing is sent, so nothing is stored or acked; with the right CA and name the same
+/// devices get through.
+#[test]
+fn the_firmware_tls_refuses_a_gateway_it_cannot_verify() {
+    let certs = SiteCerts::create("site").expect("site CA");
+    let other = SiteCerts::create("impostor").expect("another CA");
+    let mut gw = tls_gateway(&certs, Some("optional"), "");
+    #[rustfmt::skip]
+    let load = ["--devices", "2", "--rate", "20", "--duration", "2", "--drain-timeout", "3"];
+    let refused = |ca: &SiteCerts, extra: &[&str], prefix: &str| {
+        let ca = ca.ca().display().to_string();
+        let mut args = vec!["--tls", "--ca", &ca, "--json", "--id-prefix", prefix];
+        args.extend_from_slice(&load);
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) =
+            devsim::finish(devsim::spawn(gw.mqtts5, &args).expect("devsim starts"))
+                .expect("devsim finishes");
+        assert!(!ok, "devsim must not complete: {stdout}\n{stderr}");
+        assert!(number(&stdout, "produced") > 0, "{stdout}");
+        assert_eq!(number(&stdout, "acked"), 0, "{stdout}");
+    };
+    // Another site's CA: the gateway's certificate does not verify.
+    refused(&other, &[], "wrong-ca-");
+    // The right CA, but the device dials a name the certificate does not carry.
+    refused(
+        &certs,
+        &["--server-name", "gateway.elsewhere.lan"],
+        "wrong-name-",
+    );
+    assert_eq!(handshakes(&gw, "ok"), 0.0, "no handshake completed");
+
+    // The same load with the right CA and name is acked in full.
+    let mut args = load.to_vec();
+    args.extend(["--id-prefix", "right-", "--server-name", "localhost"]);
+    let summary = devsim_tls(&gw, &certs, &args);
+    assert_eq!(number(&summary, "acked"), number(&summary, "produced"));
+    gw.terminate(Duration::from_secs(20)).expect("clean exit");
+    let stored = devsim::buffer_contents(&gw.data_dir().join("buffer.redb")).expect("buffer");
+    assert_eq!(stored.len() as u64, number(&summary, "produced"));
+}
+
 /// Whether the gateway has not closed `s` yet.
 fn still_open(s: &std::net::TcpStream) -> bool {
     let mut byte = [0u8; 1];

@@ -11,6 +11,11 @@ const DEVICE_ID: &str = "FW_DEVICE_ID";
 const MQTT_PASSWORD: &str = "FW_MQTT_PASSWORD";
 const RING_CAPACITY: &str = "FW_RING_CAPACITY";
 const SAMPLE_PERIOD_MS: &str = "FW_SAMPLE_PERIOD_MS";
+// TLS (images built with `--features tls`): PEM files, checked by the core's own code.
+const TLS_CA: &str = "FW_TLS_CA";
+const TLS_SERVER_NAME: &str = "FW_TLS_SERVER_NAME";
+const TLS_CERT: &str = "FW_TLS_CERT";
+const TLS_KEY: &str = "FW_TLS_KEY";
 
 const DEFAULT_BROKER: &str = "192.168.1.10:1883";
 const DEFAULT_RING_CAPACITY: usize = 4096;
@@ -97,11 +102,129 @@ fn main() {
         "pub const MQTT_PASSWORD: Option<&str> = {mqtt_password:?};"
     );
 
-    let path = std::path::Path::new(
-        &std::env::var("OUT_DIR").unwrap_or_else(|_| fail("no OUT_DIR".into())),
-    )
-    .join("settings.rs");
+    let out_dir = std::path::PathBuf::from(
+        std::env::var("OUT_DIR").unwrap_or_else(|_| fail("no OUT_DIR".into())),
+    );
+    tls_settings(&mut out, &out_dir, &broker);
+    let path = out_dir.join("settings.rs");
     if let Err(e) = std::fs::write(&path, out) {
         fail(format!("writing {}: {e}", path.display()));
     }
+}
+
+/// The DER of the first certificate in a PEM file.
+fn read_certificate(var_name: &str, path: &str) -> Vec<u8> {
+    println!("cargo::rerun-if-changed={path}");
+    let pem =
+        std::fs::read_to_string(path).unwrap_or_else(|e| fail(format!("{var_name}={path}: {e}")));
+    let start = pem
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| fail(format!("{var_name}={path}: no PEM certificate in it")));
+    let block = &pem[start..];
+    let end = block
+        .find("-----END CERTIFICATE-----")
+        .map(|e| e + "-----END CERTIFICATE-----".len())
+        .unwrap_or_else(|| fail(format!("{var_name}={path}: unterminated PEM certificate")));
+    match p256::pkcs8::der::pem::decode_vec(&block.as_bytes()[..end]) {
+        Ok((_, der)) => der,
+        Err(e) => fail(format!("{var_name}={path}: bad PEM: {e}")),
+    }
+}
+
+/// A P-256 private key (PKCS#8 as `openssl genpkey` writes it, or SEC1) as its 32-byte scalar.
+fn read_key(path: &str) -> [u8; 32] {
+    use p256::pkcs8::DecodePrivateKey as _;
+    println!("cargo::rerun-if-changed={path}");
+    let pem =
+        std::fs::read_to_string(path).unwrap_or_else(|e| fail(format!("{TLS_KEY}={path}: {e}")));
+    let key = p256::SecretKey::from_pkcs8_pem(&pem)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(&pem))
+        .unwrap_or_else(|_| fail(format!("{TLS_KEY}={path} is not a P-256 private key (PEM)")));
+    key.to_bytes().into()
+}
+
+/// `FW_TLS_*`: with the `tls` feature, the pinned site CA, the gateway's name and the
+/// optional device certificate and key, written beside settings.rs and checked with the
+/// core's own code so a bad file fails the build, not the device.
+fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &SocketAddrV4) {
+    use sensor_node_core::tls::{CaKey, DeviceCredentials, ServerName};
+    let enabled = std::env::var_os("CARGO_FEATURE_TLS").is_some();
+    let ca = var(TLS_CA);
+    let name = var(TLS_SERVER_NAME);
+    let cert = var(TLS_CERT);
+    let key = var(TLS_KEY);
+    if !enabled {
+        if ca.is_some() || name.is_some() || cert.is_some() || key.is_some() {
+            fail(format!(
+                "{TLS_CA}/{TLS_SERVER_NAME}/{TLS_CERT}/{TLS_KEY} are set but the image is built without TLS: add --features tls"
+            ));
+        }
+        return;
+    }
+    let ca = ca.unwrap_or_else(|| {
+        fail(format!(
+            "--features tls needs {TLS_CA}=FILE: the site CA certificate (PEM) that signs the gateway's"
+        ))
+    });
+    let ca_der = read_certificate(TLS_CA, &ca);
+    if let Err(e) = CaKey::from_certificate(&ca_der) {
+        fail(format!(
+            "{TLS_CA}={ca}: not a self-signed P-256 CA certificate ({e:?})"
+        ));
+    }
+    let name = name.unwrap_or_else(|| broker.ip().to_string());
+    if ServerName::parse(&name).is_none() {
+        fail(format!("{TLS_SERVER_NAME} must not be empty"));
+    }
+    if broker.port() == 1883 {
+        println!(
+            "cargo::warning={BROKER} uses port 1883, the gateway's plaintext listener; its TLS listener is 8883 by default"
+        );
+    }
+    let write = |file: &str, bytes: &[u8]| {
+        let path = out_dir.join(file);
+        std::fs::write(&path, bytes)
+            .unwrap_or_else(|e| fail(format!("writing {}: {e}", path.display())));
+        path.display().to_string()
+    };
+    let ca_path = write("tls_ca.der", &ca_der);
+    let device = match (cert, key) {
+        (None, None) => "None".to_owned(),
+        (Some(cert), Some(key)) => {
+            let cert_der = read_certificate(TLS_CERT, &cert);
+            let key_bytes = read_key(&key);
+            if let Err(e) = DeviceCredentials::new(&cert_der, &key_bytes) {
+                fail(format!(
+                    "{TLS_CERT}={cert} and {TLS_KEY}={key} do not go together ({e:?})"
+                ));
+            }
+            let cert_path = write("tls_device.der", &cert_der);
+            let key_path = write("tls_device.key", &key_bytes);
+            format!("Some((include_bytes!({cert_path:?}), include_bytes!({key_path:?})))")
+        }
+        _ => fail(format!(
+            "{TLS_CERT} and {TLS_KEY} go together: set both or neither"
+        )),
+    };
+    let _ = writeln!(
+        out,
+        "/// `{TLS_CA}`: the site CA certificate (DER) the gateway's certificate must chain to."
+    );
+    let _ = writeln!(
+        out,
+        "pub const TLS_CA: &[u8] = include_bytes!({ca_path:?});"
+    );
+    let _ = writeln!(
+        out,
+        "/// `{TLS_SERVER_NAME}` (default: the broker's IP): the name in the gateway's certificate."
+    );
+    let _ = writeln!(out, "pub const TLS_SERVER_NAME: &str = {name:?};");
+    let _ = writeln!(
+        out,
+        "/// `{TLS_CERT}` and `{TLS_KEY}`: the device certificate (DER) and its P-256 key, if any."
+    );
+    let _ = writeln!(
+        out,
+        "pub const TLS_DEVICE: Option<(&[u8], &[u8; 32])> = {device};"
+    );
 }

@@ -12,6 +12,7 @@
 //! | [`boot`] | the persisted boot counter ([`BootStore`], [`start_boot`]) |
 //! | [`clock`], [`backoff`], [`rng`] | injected time, reconnect backoff with seeded jitter |
 //! | [`mqtt`] | the I/O loop over minimq and an `embedded-io-async` stream |
+//! | `tls` | TLS 1.3 to the gateway over any transport (feature `tls`) |
 //!
 //! The pure parts (everything but [`mqtt`]) never block, allocate or read a clock, so the
 //! protocol is unit-tested with hand-driven time on the host and on the target.
@@ -39,6 +40,8 @@ pub mod sampler;
 pub mod sender;
 pub mod sensor;
 pub mod stats;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(any(test, feature = "target-tests"))]
 #[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code, see ring.rs

@@ -63,3 +63,28 @@ pub const ALL: &[Test] = tests![
     crate::sensor::sht4x_tests::conversion_formulas_match_the_datasheet_end_points,
     crate::sensor::sht4x_tests::word_checks_the_crc,
 ];
+
+/// The TLS layer's tests (feature `tls`): DER parsing, the pinned-CA check with real P-256
+/// signatures, and the cancel-safe record pipe.
+#[cfg(feature = "tls")]
+pub const TLS: &[Test] = tests![
+    crate::tls::x509::tests::names_parse_as_dns_or_ipv4,
+    crate::tls::x509::tests::lengths_are_checked,
+    crate::tls::x509::tests::garbage_is_refused_without_panicking,
+    crate::tls::pinned_ca::tests::the_sites_gateway_is_accepted_by_its_dns_name_and_its_ip,
+    crate::tls::pinned_ca::tests::another_name_another_site_or_a_device_certificate_is_refused,
+    crate::tls::pinned_ca::tests::only_a_self_signed_p256_ca_can_be_pinned,
+    crate::tls::pinned_ca::tests::device_credentials_must_match_their_certificate,
+    crate::tls::record_pipe::tests::records_reach_tls_whole_however_reads_are_cancelled,
+    crate::tls::record_pipe::tests::a_record_larger_than_the_buffer_is_refused,
+    crate::tls::record_pipe::tests::cancelled_flushes_lose_nothing_and_a_lost_record_breaks_the_pipe,
+];
+
+/// Every test this build has: [`ALL`], then the TLS tests when the feature is on.
+pub fn every() -> impl Iterator<Item = &'static Test> {
+    #[cfg(feature = "tls")]
+    let tls = TLS;
+    #[cfg(not(feature = "tls"))]
+    let tls: &[Test] = &[];
+    ALL.iter().chain(tls)
+}

@@ -7,8 +7,13 @@ use crate::clock::TokioClock;
 use crate::hooks::{AckedRange, SimHooks};
 use crate::link::{DropSchedule, SimConnector};
 use crate::sensor::SimSensor;
+use crate::tls::DeviceFiles;
+use rand_core::OsRng;
 use sensor_node_core::rng::SplitMix64;
-use sensor_node_core::{MemoryBootStore, MqttBuffers, Node, Status, start_boot};
+use sensor_node_core::tls::{ServerName, TlsConnector, TlsMemory, TlsSettings as CoreTlsSettings};
+use sensor_node_core::{
+    Connector, MemoryBootStore, MqttBuffers, Node, RunError, Status, start_boot,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use telemetry_wire::DeviceId;
@@ -66,15 +71,26 @@ fn start(settings: &Settings, id: &str) -> Result<u32, String> {
     }
 }
 
-/// Runs device `index` until it is done (drained or drain timeout) or `shutdown` completes.
-pub async fn run_device<const N: usize>(
-    settings: Arc<Settings>,
+/// Everything a device runs with, built before its loop starts.
+struct Device<'s, const N: usize> {
+    report: DeviceReport,
+    node: Box<Node<'s, N>>,
+    sensor: SimSensor,
+    clock: TokioClock,
+    cuts: Arc<AtomicU64>,
+    hooks: SimHooks<'s>,
+    /// `--tls` with device certificates: this device's.
+    tls_files: Option<DeviceFiles>,
+}
+
+/// Builds device `index` and its link, or the report saying why it cannot run.
+fn build<const N: usize>(
+    settings: &Settings,
     index: usize,
-    shutdown: impl Future<Output = ()>,
-) -> DeviceReport {
-    let id = settings.ids.get(index).cloned().unwrap_or_default();
+) -> Result<(Device<'_, N>, SimConnector), Box<DeviceReport>> {
+    let id: &str = settings.ids.get(index).map_or("", String::as_str);
     let mut report = DeviceReport {
-        id: id.clone(),
+        id: id.to_owned(),
         boot: 0,
         status: Status::default(),
         acked: Vec::new(),
@@ -82,26 +98,38 @@ pub async fn run_device<const N: usize>(
         error: None,
         latencies_ms: Vec::new(),
     };
-    let device = match DeviceId::new(&id) {
+    let device = match DeviceId::new(id) {
         Ok(d) => d,
         Err(e) => {
             report.error = Some(format!("invalid device id {id:?}: {e}"));
-            return report;
+            return Err(Box::new(report));
         }
     };
-    let boot = match start(&settings, &id) {
+    let boot = match start(settings, id) {
         Ok(b) => b,
         Err(e) => {
             report.error = Some(e);
-            return report;
+            return Err(Box::new(report));
         }
     };
     report.boot = boot;
+    let tls_files = match settings
+        .tls
+        .as_ref()
+        .map(|t| t.device_files(id))
+        .transpose()
+    {
+        Ok(files) => files.flatten(),
+        Err(e) => {
+            report.error = Some(format!("TLS settings: {e:#}"));
+            return Err(Box::new(report));
+        }
+    };
     let config = settings
         .node
         .with_jitter_seed(seed_for(settings.seed, index, 1));
-    let mut node: Box<Node<'_, N>> = Box::new(Node::new(device, boot, config));
-    let mut sensor = SimSensor::new(
+    let node = Box::new(Node::new(device, boot, config));
+    let sensor = SimSensor::new(
         seed_for(settings.seed, index, 2),
         settings.per_sample,
         settings.readings,
@@ -113,21 +141,13 @@ pub async fn run_device<const N: usize>(
         for_ms,
         offset_ms: SplitMix64::new(seed_for(settings.seed, index, 3)).below(every_ms),
     });
-    let tls = match settings.tls.as_ref().map(|t| t.connector(&id)).transpose() {
-        Ok(tls) => tls,
-        Err(e) => {
-            report.error = Some(format!("TLS settings: {e:#}"));
-            return report;
-        }
-    };
-    let mut connector = SimConnector {
+    let connector = SimConnector {
         broker: settings.broker,
         clock,
         schedule,
         cuts: cuts.clone(),
-        tls,
     };
-    let mut hooks = SimHooks {
+    let hooks = SimHooks {
         device,
         boot,
         produce_until_ms: settings.duration_ms,
@@ -139,28 +159,104 @@ pub async fn run_device<const N: usize>(
         acked: settings.acked_log.as_ref().map(|_| Vec::new()),
         latency: Default::default(),
     };
+    let device = Device {
+        report,
+        node,
+        sensor,
+        clock,
+        cuts,
+        hooks,
+        tls_files,
+    };
+    Ok((device, connector))
+}
+
+/// Runs the core's loop over `connector`.
+async fn drive<const N: usize, K: Connector>(
+    device: &mut Device<'_, N>,
+    connector: &mut K,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let mut rx = vec![0u8; RX_BYTES];
     let mut tx = vec![0u8; TX_BYTES];
     let buffers = MqttBuffers {
         rx: &mut rx,
         tx: &mut tx,
     };
-    let result = sensor_node_core::run(
-        &mut *node,
-        &mut sensor,
-        &clock,
-        &mut connector,
-        &mut hooks,
+    sensor_node_core::run(
+        &mut *device.node,
+        &mut device.sensor,
+        &device.clock,
+        connector,
+        &mut device.hooks,
         buffers,
         shutdown,
     )
-    .await;
+    .await
+}
+
+/// The report of a device whose loop ended with `result`.
+fn finish<const N: usize>(mut device: Device<'_, N>, result: Result<(), RunError>) -> DeviceReport {
+    let mut report = device.report;
     if let Err(e) = result {
         report.error = Some(format!("core stopped: {e:?}"));
     }
-    report.status = node.status();
-    report.acked = hooks.acked.take().unwrap_or_default();
-    report.link_cuts = cuts.load(Ordering::Relaxed);
-    report.latencies_ms = std::mem::take(&mut hooks.latency.samples_ms);
+    report.status = device.node.status();
+    report.acked = device.hooks.acked.take().unwrap_or_default();
+    report.link_cuts = device.cuts.load(Ordering::Relaxed);
+    report.latencies_ms = std::mem::take(&mut device.hooks.latency.samples_ms);
     report
+}
+
+/// Runs device `index` over plain TCP until it is done (drained or drain timeout) or
+/// `shutdown` completes.
+pub async fn run_device<const N: usize>(
+    settings: Arc<Settings>,
+    index: usize,
+    shutdown: impl Future<Output = ()>,
+) -> DeviceReport {
+    let (mut device, mut connector) = match build::<N>(&settings, index) {
+        Ok(d) => d,
+        Err(report) => return *report,
+    };
+    let result = drive(&mut device, &mut connector, shutdown).await;
+    finish(device, result)
+}
+
+/// Runs device `index` over TLS: the core's TLS connector over the simulated link, exactly
+/// as a board wraps its TCP socket (the memory a board keeps in a static is boxed here).
+/// The future is not `Send` (see local_pool.rs).
+pub async fn run_tls_device<const N: usize>(
+    settings: Arc<Settings>,
+    index: usize,
+    shutdown: impl Future<Output = ()>,
+) -> DeviceReport {
+    let (mut device, connector) = match build::<N>(&settings, index) {
+        Ok(d) => d,
+        Err(report) => return *report,
+    };
+    let Some(tls) = settings.tls.as_ref() else {
+        return finish(device, Ok(()));
+    };
+    let files = device.tls_files.take();
+    let credentials = match files.as_ref().map(DeviceFiles::credentials).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            device.report.error = Some(format!("TLS credentials: {e:?}"));
+            return finish(device, Ok(()));
+        }
+    };
+    let Some(server_name) = ServerName::parse(tls.server_name()) else {
+        device.report.error = Some("TLS server name is empty".into());
+        return finish(device, Ok(()));
+    };
+    let tls_settings = CoreTlsSettings {
+        ca: tls.ca(),
+        server_name,
+        device: credentials,
+    };
+    let mut memory = Box::new(TlsMemory::new());
+    let mut connector = TlsConnector::new(connector, tls_settings, &mut memory, OsRng);
+    let result = drive(&mut device, &mut connector, shutdown).await;
+    finish(device, result)
 }

@@ -7,7 +7,6 @@
 //! unreachable.
 
 use crate::clock::TokioClock;
-use crate::tls::DeviceTls;
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorType, Read, Write};
 use sensor_node_core::{Clock, Connector};
@@ -49,11 +48,8 @@ impl DropSchedule {
     }
 }
 
-/// The byte stream under MQTT: TCP, or TLS over TCP (`--tls`).
-pub trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
-
-/// Opens TCP connections (with `tls`, TLS over TCP) to the broker, honouring the drop schedule.
+/// Opens TCP connections to the broker, honouring the drop schedule (with `--tls`, the
+/// core's TLS connector runs over these).
 #[derive(Debug)]
 pub struct SimConnector {
     /// Broker address.
@@ -64,8 +60,6 @@ pub struct SimConnector {
     pub schedule: Option<DropSchedule>,
     /// Connections cut by the schedule (shared with the summary).
     pub cuts: Arc<AtomicU64>,
-    /// TLS over the TCP connection, if any.
-    pub tls: Option<DeviceTls>,
 }
 
 impl Connector for SimConnector {
@@ -82,15 +76,11 @@ impl Connector for SimConnector {
         }
         let tcp = TcpStream::connect(self.broker).await?;
         tcp.set_nodelay(true)?;
-        let stream: Box<dyn Transport> = match &self.tls {
-            Some(tls) => Box::new(tls.handshake(tcp).await?),
-            None => Box::new(tcp),
-        };
         let dies_at = self
             .schedule
             .map(|s| self.clock.instant(s.next_down_after(now)));
         Ok(FlakyStream {
-            inner: FromTokio::new(stream),
+            inner: FromTokio::new(tcp),
             dies_at,
             cut: false,
             cuts: self.cuts.clone(),
@@ -98,9 +88,9 @@ impl Connector for SimConnector {
     }
 }
 
-/// A TCP (or TLS) stream that fails at `dies_at`.
+/// A TCP stream that fails at `dies_at`.
 pub struct FlakyStream {
-    inner: FromTokio<Box<dyn Transport>>,
+    inner: FromTokio<TcpStream>,
     dies_at: Option<tokio::time::Instant>,
     cut: bool,
     cuts: Arc<AtomicU64>,

@@ -12,6 +12,7 @@ mod faults;
 mod hooks;
 mod latency;
 mod link;
+mod local_pool;
 mod sensor;
 mod sim;
 mod summary;

@@ -1,7 +1,8 @@
 //! Runs all devices as tokio tasks and gathers their reports.
 
 use crate::cli::Settings;
-use crate::device::{DeviceReport, run_device};
+use crate::device::{DeviceReport, run_device, run_tls_device};
+use crate::local_pool::LocalPool;
 use crate::summary::{Summary, write_acked_log};
 use anyhow::Context;
 use std::sync::Arc;
@@ -16,6 +17,11 @@ pub async fn run(settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Res
     let settings = Arc::new(settings);
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    // TLS devices run where their futures may stay on one thread (see local_pool.rs).
+    let mut pool = match settings.tls {
+        Some(_) => Some(LocalPool::new().context("cannot start the TLS worker threads")?),
+        None => None,
+    };
     for index in 0..settings.ids.len() {
         let settings = settings.clone();
         let mut stop = stop.clone();
@@ -24,8 +30,28 @@ pub async fn run(settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Res
                 std::future::pending::<()>().await;
             }
         };
-        tasks.spawn(spawn_sized(settings, index, shutdown));
+        match pool.as_mut() {
+            None => {
+                tasks.spawn(spawn_sized(settings, index, shutdown));
+            }
+            Some(pool) => {
+                let id = settings.ids.get(index).cloned().unwrap_or_default();
+                let report = pool.spawn(move || spawn_sized_tls(settings, index, shutdown));
+                tasks.spawn(async move {
+                    report.await.unwrap_or_else(|_| DeviceReport {
+                        id,
+                        boot: 0,
+                        status: Default::default(),
+                        acked: Vec::new(),
+                        link_cuts: 0,
+                        error: Some("device worker thread died".into()),
+                        latencies_ms: Vec::new(),
+                    })
+                });
+            }
+        }
     }
+    drop(pool);
     let mut reports: Vec<DeviceReport> = Vec::with_capacity(settings.ids.len());
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -62,5 +88,20 @@ async fn spawn_sized(
         1_025..=4_096 => run_device::<4_096>(settings, index, shutdown).await,
         4_097..=16_384 => run_device::<16_384>(settings, index, shutdown).await,
         _ => run_device::<{ crate::cli::MAX_RING }>(settings, index, shutdown).await,
+    }
+}
+
+/// [`spawn_sized`] for a device over TLS.
+async fn spawn_sized_tls(
+    settings: Arc<Settings>,
+    index: usize,
+    shutdown: impl Future<Output = ()>,
+) -> DeviceReport {
+    match settings.ring_capacity {
+        0..=256 => run_tls_device::<256>(settings, index, shutdown).await,
+        257..=1_024 => run_tls_device::<1_024>(settings, index, shutdown).await,
+        1_025..=4_096 => run_tls_device::<4_096>(settings, index, shutdown).await,
+        4_097..=16_384 => run_tls_device::<16_384>(settings, index, shutdown).await,
+        _ => run_tls_device::<{ crate::cli::MAX_RING }>(settings, index, shutdown).await,
     }
 }

@@ -1,41 +1,47 @@
-//! `--tls`: each simulated device's TCP stream wrapped in TLS before the core's MQTT session
-//! runs over it. The MQTT, batching and ack code above is the core's, exactly as on a board;
-//! the TLS layer here is rustls on the host (the boards' TLS is the core's embedded-tls
-//! connector, see firmware/README.md).
+//! `--tls`: each simulated device runs the core's own TLS connector
+//! (`sensor_node_core::tls`, embedded-tls), the code path the boards use; only the files
+//! are read differently (PEM files here, build-time settings on a board).
 //!
-//! Certificates: `--ca FILE` is the CA the device trusts to sign the gateway's certificate;
-//! `--cert FILE --key FILE` give a device certificate to log in with, where `{id}` in a path
-//! stands for the device ID (`--cert site/devices/{id}.crt` as `site-certs.sh` lays them out),
-//! so every simulated device shows its own certificate.
+//! Certificates: `--ca FILE` is the site CA the device trusts to sign the gateway's
+//! certificate; `--cert FILE --key FILE` give a device certificate to log in with, where
+//! `{id}` in a path stands for the device ID (`--cert site/devices/{id}.crt` as
+//! `site-certs.sh` lays them out), so every simulated device shows its own certificate.
 
 use anyhow::{Context, bail};
-use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use p256::pkcs8::DecodePrivateKey as _;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use sensor_node_core::tls::{CaKey, DeviceCredentials, ServerName};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 /// Checked TLS settings shared by all devices.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    roots: Arc<rustls::RootCertStore>,
+    ca: CaKey,
     /// Certificate and key path templates (`{id}` = the device ID).
     client: Option<(String, String)>,
-    server_name: ServerName<'static>,
+    server_name: String,
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading certificates from {}", path.display()))?;
-    if certs.is_empty() {
-        bail!("no PEM certificate in {}", path.display());
-    }
-    Ok(certs)
+/// The first certificate of a PEM file, in DER.
+fn read_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let cert = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .next()
+        .with_context(|| format!("no PEM certificate in {}", path.display()))?
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(cert.to_vec())
+}
+
+/// A P-256 private key from PEM (PKCS#8 as `openssl genpkey` writes it, or SEC1).
+fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the key {}", path.display()))?;
+    let key = p256::SecretKey::from_pkcs8_pem(&pem)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(&pem))
+        .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key (PEM)", path.display()))?;
+    Ok(key.to_bytes().into())
 }
 
 impl TlsSettings {
@@ -46,68 +52,72 @@ impl TlsSettings {
         server_name: Option<&str>,
         broker: SocketAddr,
     ) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(ca)? {
-            roots
-                .add(cert)
-                .with_context(|| format!("CA certificate in {}", ca.display()))?;
-        }
+        let ca_der = read_certificate(ca)?;
+        let ca = CaKey::from_certificate(&ca_der).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a self-signed P-256 CA certificate ({e:?})",
+                ca.display()
+            )
+        })?;
         let server_name = match server_name {
-            Some(name) => ServerName::try_from(name.to_owned())
-                .with_context(|| format!("--server-name {name:?}"))?,
-            None => ServerName::IpAddress(broker.ip().into()),
+            Some(name) => name.to_owned(),
+            None => broker.ip().to_string(),
         };
+        if ServerName::parse(&server_name).is_none() {
+            bail!("--server-name must not be empty");
+        }
         Ok(Self {
-            roots: Arc::new(roots),
+            ca,
             client,
             server_name,
         })
     }
 
-    /// The client settings of device `id` (its own certificate, if any).
-    pub fn connector(&self, id: &str) -> anyhow::Result<DeviceTls> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(self.roots.clone());
-        let config = match &self.client {
-            Some((cert, key)) => {
-                let cert = PathBuf::from(cert.replace("{id}", id));
-                let key = PathBuf::from(key.replace("{id}", id));
-                let chain = read_certs(&cert)?;
-                let key = PrivateKeyDer::from_pem_file(&key)
-                    .with_context(|| format!("reading the key {}", key.display()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .with_context(|| format!("certificate {}", cert.display()))?
-            }
-            None => builder.with_no_client_auth(),
+    /// The site CA.
+    pub fn ca(&self) -> CaKey {
+        self.ca
+    }
+
+    /// The name the gateway's certificate must carry.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Device `id`'s certificate (DER) and key, if devices log in with certificates.
+    pub fn device_files(&self, id: &str) -> anyhow::Result<Option<DeviceFiles>> {
+        let Some((cert, key)) = &self.client else {
+            return Ok(None);
         };
-        Ok(DeviceTls {
-            connector: TlsConnector::from(Arc::new(config)),
-            server_name: self.server_name.clone(),
-        })
+        let cert = PathBuf::from(cert.replace("{id}", id));
+        let key_path = PathBuf::from(key.replace("{id}", id));
+        let files = DeviceFiles {
+            certificate: read_certificate(&cert)?,
+            key: read_key(&key_path)?,
+        };
+        // Checked once here so a mismatch is a clear error, not a failing handshake.
+        files.credentials().map_err(|e| {
+            anyhow::anyhow!(
+                "{} and {} do not go together ({e:?})",
+                cert.display(),
+                key_path.display()
+            )
+        })?;
+        Ok(Some(files))
     }
 }
 
-/// One device's TLS client.
-#[derive(Clone)]
-pub struct DeviceTls {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
+/// One device's certificate and key, as a board holds them in flash.
+#[derive(Debug)]
+pub struct DeviceFiles {
+    certificate: Vec<u8>,
+    key: [u8; 32],
 }
 
-impl std::fmt::Debug for DeviceTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceTls")
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DeviceTls {
-    /// Runs the handshake on a connected TCP stream.
-    pub async fn handshake(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        self.connector.connect(self.server_name.clone(), tcp).await
+impl DeviceFiles {
+    /// The core's view of them.
+    pub fn credentials(
+        &self,
+    ) -> Result<DeviceCredentials<'_>, sensor_node_core::tls::CredentialError> {
+        DeviceCredentials::new(&self.certificate, &self.key)
     }
 }

@@ -37,9 +37,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Largest plaintext of a TLS record the gateway sends (rustls counts the 5-byte header in it).
-const MAX_RECORD_PLAINTEXT: usize = 2048;
-
 /// A gateway certificate that expires sooner than this is warned about at every (re)load.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -161,10 +158,10 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsSetupError> {
     })?;
     // For microcontrollers (embedded-tls, no_std): it cannot reassemble a handshake message
     // split over records and sizes its receive buffer by our largest record, so records stay
-    // at most MAX_RECORD_PLAINTEXT bytes (the whole encrypted handshake flight with a P-256
+    // at most TLS_MAX_FRAGMENT bytes (the whole encrypted handshake flight with a P-256
     // leaf certificate is ~1 KiB). Session tickets would only cost memory here and traffic
     // there: devices do not resume sessions.
-    server.max_fragment_size = Some(MAX_RECORD_PLAINTEXT);
+    server.max_fragment_size = Some(telemetry_wire::limits::TLS_MAX_FRAGMENT);
     server.send_tls13_tickets = 0;
     Ok(Loaded {
         server: Arc::new(server),

@@ -11,7 +11,8 @@
 //! | log | defmt over the USB serial JTAG (espflash `--log-format defmt`) |
 //!
 //! The device ID is `c3-<MAC address>` unless `FW_DEVICE_ID` is set at build time (see
-//! `firmware/README.md`).
+//! `firmware/README.md`). With `--features tls` the MQTT session runs over TLS 1.3 (the
+//! core's embedded-tls connector, keyed by the TRNG) with the `FW_TLS_*` settings.
 #![no_std]
 #![no_main]
 
@@ -168,13 +169,32 @@ async fn main(spawner: Spawner) -> ! {
     static NODE: StaticCell<Node<'static, RING_CAPACITY>> = StaticCell::new();
     let (tcp_rx, tcp_tx) = TCP_BUFFERS.take();
     let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
-    let mut connector = TcpConnector::new(
+    let connector = TcpConnector::new(
         stack,
         settings::BROKER_IP,
         settings::BROKER_PORT,
         tcp_rx,
         tcp_tx,
     );
+    #[cfg(not(feature = "tls"))]
+    let mut connector = connector;
+    #[cfg(feature = "tls")]
+    let mut connector = {
+        use sensor_node_core::tls::{TlsConnector, TlsMemory};
+        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
+        let tls = match board_common::tls::tls_settings() {
+            Ok(tls) => tls,
+            Err(e) => {
+                error!("TLS settings: {}", e);
+                halt("invalid TLS settings").await
+            }
+        };
+        // The Wi-Fi radio, started above, is the TRNG's entropy source.
+        let Ok(trng) = esp_hal::rng::Trng::try_new() else {
+            halt("no entropy source for TLS keys").await
+        };
+        TlsConnector::new(connector, tls, TLS_MEMORY.take(), trng)
+    };
     let mut jitter_seed = [0u8; 8];
     jitter_seed[..6].copy_from_slice(mac.as_bytes());
     let jitter_seed = u64::from_le_bytes(jitter_seed);

@@ -11,7 +11,9 @@
 //! | log | defmt over RTT (probe-rs) |
 //!
 //! The MAC address is locally administered and derived from the chip's unique ID; so is the
-//! device ID unless `FW_DEVICE_ID` is set at build time (see `firmware/README.md`).
+//! device ID unless `FW_DEVICE_ID` is set at build time (see `firmware/README.md`). With
+//! `--features tls` the MQTT session runs over TLS 1.3 (the core's embedded-tls connector,
+//! keyed by the hardware RNG) with the `FW_TLS_*` settings.
 #![no_std]
 #![no_main]
 
@@ -151,13 +153,31 @@ async fn main(spawner: Spawner) -> ! {
     static NODE: StaticCell<Node<'static, RING_CAPACITY>> = StaticCell::new();
     let (tcp_rx, tcp_tx) = TCP_BUFFERS.take();
     let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
-    let mut connector = TcpConnector::new(
+    let connector = TcpConnector::new(
         stack,
         settings::BROKER_IP,
         settings::BROKER_PORT,
         tcp_rx,
         tcp_tx,
     );
+    #[cfg(not(feature = "tls"))]
+    let mut connector = {
+        drop(rng);
+        connector
+    };
+    #[cfg(feature = "tls")]
+    let mut connector = {
+        use sensor_node_core::tls::{TlsConnector, TlsMemory};
+        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
+        let tls = match board_common::tls::tls_settings() {
+            Ok(tls) => tls,
+            Err(e) => {
+                error!("TLS settings: {}", e);
+                halt("invalid TLS settings").await
+            }
+        };
+        TlsConnector::new(connector, tls, TLS_MEMORY.take(), rng)
+    };
     let jitter_seed = u64::from_le_bytes([
         uid[0], uid[1], uid[2], uid[3], uid[8], uid[9], uid[10], uid[11],
     ]);

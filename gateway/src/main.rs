@@ -62,6 +62,11 @@ enum Command {
     /// Export buffered readings to Parquet or gzip JSON files for batch backfill (through the
     /// running gateway if it holds the buffer; see README "Export for backfill").
     Export(ExportArgs),
+    /// Read the Kinesis stream back: de-aggregate, print readings, or with --check report
+    /// per device (readings, duplicates, gaps in boot/seq) and per shard (records/s,
+    /// bytes/s). Reads within Kinesis' limits (5 GetRecords calls/s/shard), parents before
+    /// children across a resharding.
+    Tail(TailArgs),
     /// Print the credentials-file line for a device's password (argon2id). The password is
     /// read from a prompt on a terminal, else from the first line of stdin; never from argv,
     /// where other users and the shell history would see it.
@@ -82,6 +87,36 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+}
+
+/// `gateway tail` options.
+#[derive(clap::Args, Debug)]
+struct TailArgs {
+    /// The stream name.
+    #[arg(long)]
+    stream: String,
+    /// Where to start: trim-horizon, latest, or a time (RFC 3339 or Unix seconds).
+    #[arg(long, default_value = "latest")]
+    from: String,
+    /// Only this device's readings.
+    #[arg(long)]
+    device: Option<String>,
+    /// One JSON object per reading (with --check: the report as JSON).
+    #[arg(long)]
+    json: bool,
+    /// Instead of printing readings, read until every shard is caught up and idle for
+    /// --idle seconds, then report; exits non-zero on gaps or undecodable records.
+    #[arg(long)]
+    check: bool,
+    /// Seconds without new records (every shard caught up) before --check reports.
+    #[arg(long, default_value_t = 5.0, requires = "check")]
+    idle: f64,
+    /// AWS region [default: the standard chain, e.g. AWS_REGION].
+    #[arg(long)]
+    region: Option<String>,
+    /// Kinesis endpoint [default: AWS_ENDPOINT_URL or the public endpoint].
+    #[arg(long)]
+    endpoint_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Export(args) => export(args),
+        Command::Tail(args) => tail(args),
         Command::Devices {
             action,
             file,
@@ -288,6 +324,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `gateway tail`.
+fn tail(args: TailArgs) -> anyhow::Result<()> {
+    let idle = std::time::Duration::try_from_secs_f64(args.idle)
+        .ok()
+        .filter(|d| d.as_secs() <= 3_600)
+        .context("--idle must be between 0 and 3600 seconds")?;
+    let options = gateway::tail::TailOptions {
+        stream: args.stream,
+        start: gateway::tail::parse_start(&args.from)?,
+        device: args.device,
+        json: args.json,
+        check: args.check,
+        idle,
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let check = options.check;
+    let json = options.json;
+    let report = runtime.block_on(async {
+        let mut stdout = std::io::stdout().lock();
+        gateway::tail::run(options, &mut stdout).await
+    })?;
+    if check {
+        if json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.human());
+        }
+        anyhow::ensure!(
+            report.passed(),
+            "the stream is missing readings or holds records a consumer cannot use ({} gaps, {} undecodable)",
+            report.gaps,
+            report.undecodable
+        );
+    }
+    Ok(())
 }
 
 /// `gateway devices ...`.

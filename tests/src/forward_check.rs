@@ -1,8 +1,10 @@
 //! Checking what the gateway forwarded: decoding its Kinesis records (CBOR or JSON lines,
-//! with an independent CBOR library) and measuring shard utilisation from arrival times.
+//! with an independent CBOR library; KPL aggregates of either, with prost, see [`crate::kpl`])
+//! and measuring shard utilisation from arrival times.
 
 use crate::HarnessError;
 use ciborium::Value;
+use md5::Digest as _;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -43,8 +45,23 @@ fn int(v: &Value) -> Result<i128, HarnessError> {
         .ok_or_else(|| bad("not an integer"))
 }
 
-/// Decodes one record's data (CBOR, or JSON lines when it starts with `{`).
+/// Decodes one record's data: CBOR, JSON lines (when it starts with `{`), or a KPL aggregate
+/// of either (every user record, wherever its key hashes).
 pub fn decode_record(data: &[u8]) -> Result<Vec<DecodedReading>, HarnessError> {
+    match crate::kpl::deaggregate(data)? {
+        Some(users) => {
+            let mut out = Vec::new();
+            for (_, user) in users {
+                out.extend(decode_plain(&user)?);
+            }
+            Ok(out)
+        }
+        None => decode_plain(data),
+    }
+}
+
+/// Decodes a plain record's data (CBOR, or JSON lines when it starts with `{`).
+pub fn decode_plain(data: &[u8]) -> Result<Vec<DecodedReading>, HarnessError> {
     if data.first() == Some(&b'{') {
         return decode_json(data);
     }
@@ -107,8 +124,22 @@ fn decode_json(data: &[u8]) -> Result<Vec<DecodedReading>, HarnessError> {
 /// received_ms)`. CBOR batches come whole; JSON lines come one reading each.
 pub type BatchSpan = (String, u32, u32, u32, i64);
 
-/// The batches of one record (cheaper than [`decode_record`] for large volumes).
+/// The batches of one record (cheaper than [`decode_record`] for large volumes); aggregates
+/// are unpacked.
 pub fn decode_batches(data: &[u8]) -> Result<Vec<BatchSpan>, HarnessError> {
+    match crate::kpl::deaggregate(data)? {
+        Some(users) => {
+            let mut out = Vec::new();
+            for (_, user) in users {
+                out.extend(decode_plain_batches(&user)?);
+            }
+            Ok(out)
+        }
+        None => decode_plain_batches(data),
+    }
+}
+
+fn decode_plain_batches(data: &[u8]) -> Result<Vec<BatchSpan>, HarnessError> {
     if data.first() == Some(&b'{') {
         return Ok(decode_json(data)?
             .into_iter()
@@ -179,6 +210,37 @@ pub fn count_readings<'a>(
         }
     }
     Ok(out)
+}
+
+/// Occurrences of every `(device, boot, seq)`.
+pub type ReadingCounts = BTreeMap<(String, u32, u32), u32>;
+
+/// Occurrences of every reading as a KCL consumer reads the `(shard, partition key, data)`
+/// records: a user record of an aggregate whose key hashes outside the range of the shard it
+/// landed on is dropped, as KCL drops it; their number is the second value.
+pub fn count_consumed_readings<'a>(
+    records: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>,
+    ranges: &HashMap<String, std::ops::RangeInclusive<u128>>,
+) -> Result<(ReadingCounts, u64), HarnessError> {
+    let mut out = BTreeMap::new();
+    let mut misplaced = 0;
+    for (shard, key, data) in records {
+        let range = ranges
+            .get(shard)
+            .ok_or_else(|| bad(&format!("unknown shard {shard}")))?;
+        for (user_key, user) in crate::kpl::user_records(key, data)? {
+            let hash = u128::from_be_bytes(md5::Md5::digest(user_key.as_bytes()).into());
+            if !range.contains(&hash) {
+                misplaced += 1;
+                continue;
+            }
+            for r in decode_plain(&user)? {
+                *out.entry((r.key.device, r.key.boot, r.key.seq))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    Ok((out, misplaced))
 }
 
 /// Utilisation of one shard while a backlog exists, from arrival times.

@@ -34,6 +34,7 @@ pub mod forward_check;
 pub mod gateway_process;
 pub mod kinesis_emu;
 mod kinesis_local;
+pub mod kpl;
 pub mod mosquitto;
 pub mod mqtt_client;
 pub mod node;
@@ -41,6 +42,7 @@ pub mod ports;
 pub mod raw_mqtt;
 mod read_back;
 pub mod site_certs;
+pub mod tail;
 pub mod uplink;
 
 pub use error::HarnessError;

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::KinesisEmulator;
-use e2e::forward_check::{count_readings, devices_per_shard, prefill, utilisation};
+use e2e::forward_check::{count_consumed_readings, devices_per_shard, prefill, utilisation};
 use e2e::kinesis_emu::EmulatorSettings;
 use gateway::buffer::{self, Buffer, BufferConfig, BufferMetrics};
 use gateway::forward::{ForwardConfig, ForwardMetrics, RecordFormat, SdkKinesis, StreamRef};
@@ -115,11 +115,35 @@ async fn drain(
     }
 }
 
+/// Every reading arrived once, as a KCL consumer reads the stream (user records an aggregate
+/// carried into the wrong child of a split are dropped there, and the gateway sent them
+/// again: exactly as many as its metric says).
 fn assert_exactly_once(run: &Run) {
     let accepted = run.emu.accepted();
-    let counts = count_readings(accepted.iter().map(|r| r.data.as_slice())).expect("decodes");
+    let ranges = run
+        .emu
+        .shards(STREAM)
+        .into_iter()
+        .map(|s| (s.shard_id, s.start..=s.end))
+        .collect();
+    let (counts, misplaced) = count_consumed_readings(
+        accepted.iter().map(|r| {
+            (
+                r.shard_id.as_str(),
+                r.partition_key.as_str(),
+                r.data.as_slice(),
+            )
+        }),
+        &ranges,
+    )
+    .expect("decodes");
     assert_eq!(counts.len(), run.expected, "every reading arrived");
     assert!(counts.values().all(|&n| n == 1), "none twice");
+    assert_eq!(
+        misplaced,
+        run.metrics.misplaced_user_records.get(),
+        "the gateway sent again what landed in the wrong child"
+    );
     assert_eq!(run.emu.stats().invalid_requests, 0);
 }
 
@@ -262,4 +286,45 @@ async fn forward_json_records_carry_every_reading_once() {
     let accepted = run.emu.accepted();
     assert!(accepted.iter().all(|r| r.data.starts_with(b"{\"device\":")));
     assert!(accepted.iter().all(|r| r.bytes <= 64 << 10));
+}
+
+/// `kpl-json` through a split during a backlog: every reading once as a consumer reads it,
+/// every aggregate within the record cap, one JSON object per user record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_kpl_json_through_a_split_carries_every_reading_once() {
+    let ranges = e2e::kinesis_emu::even_ranges(2);
+    let run = drain(
+        ranges,
+        20,
+        40,
+        16,
+        ForwardConfig {
+            record_format: RecordFormat::KplJson,
+            ..ForwardConfig::default()
+        },
+        |emu| {
+            emu.split_shard(STREAM, "shardId-000000000000", 1u128 << 126)
+                .expect("split");
+        },
+    )
+    .await;
+    assert_exactly_once(&run);
+    let accepted = run.emu.accepted();
+    let mut users = 0;
+    for r in &accepted {
+        assert!(r.bytes <= 64 << 10);
+        for (_, data) in e2e::kpl::user_records(&r.partition_key, &r.data).expect("unpacks") {
+            assert!(data.starts_with(b"{\"device\":") && !data.contains(&b'\n'));
+            users += 1;
+        }
+    }
+    assert_eq!(
+        users as u64,
+        run.expected as u64 + run.metrics.misplaced_user_records.get()
+    );
+    assert!(
+        accepted.len() * 20 < users,
+        "{} records for {users} readings",
+        accepted.len()
+    );
 }

@@ -1,6 +1,6 @@
 //! One gzip-compressed newline-delimited JSON data file: one object per reading, the shape
-//! of the forwarder's JSON Kinesis records (`record_format = "json"`, see
-//! `forward/record.rs`), so one Athena table definition reads both:
+//! of the forwarder's JSON Kinesis records (`record_format = "json"` and `"kpl-json"`; the
+//! one definition is `formats/json.rs`), so one Athena table definition reads both:
 //!
 //! ```json
 //! {"device":"node-1","boot":3,"seq":40,"t_ms":1000,"time_ms":1763999001000,"received_ms":1764000000000,"channel":0,"kind":0,"value":21.5}
@@ -14,7 +14,7 @@ use super::durable::{HashingFile, Written};
 use super::error::ExportError;
 use super::segment::PartWriter;
 use crate::buffer::BatchRecord;
-use crate::forward::record::JsonNumber;
+use crate::formats::json::write_line;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write as _;
@@ -50,43 +50,6 @@ impl JsonPart {
             raw_at_output: 0,
             output: 0,
         })
-    }
-}
-
-/// Appends one reading as a JSON line.
-pub fn write_line(out: &mut Vec<u8>, rec: &BatchRecord, index: usize) {
-    let Some(r) = rec.readings.get(index) else {
-        return;
-    };
-    out.extend_from_slice(b"{\"device\":");
-    write_string(out, &rec.device);
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        ",\"boot\":{},\"seq\":{},\"t_ms\":{},\"time_ms\":{},\"received_ms\":{},\"channel\":{},\"kind\":{},\"value\":",
-        rec.boot,
-        u64::from(rec.first_seq) + index as u64,
-        r.t_ms,
-        rec.utc_ms(r),
-        rec.received_ms,
-        r.channel,
-        r.kind,
-    );
-    let _ = write!(out, "{}", JsonNumber(r.value));
-    out.extend_from_slice(b"}\n");
-}
-
-/// A JSON string. Device IDs are `[A-Za-z0-9._-]` (`telemetry_wire::device_id`), written as
-/// they are; anything else is escaped by serde_json.
-fn write_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -173,8 +136,5 @@ mod tests {
             let value = v["value"].as_f64().expect("number") as f32;
             assert_eq!(value.to_bits(), rec.readings[i].value.to_bits(), "{line}");
         }
-        let mut odd = Vec::new();
-        write_string(&mut odd, "a\"b");
-        assert_eq!(odd, br#""a\"b""#);
     }
 }

@@ -25,18 +25,33 @@ pub const KINESIS_MAX_RECORD_BYTES: u64 = 10 << 20;
 pub fn min_record_bytes(format: RecordFormat) -> u64 {
     match format {
         RecordFormat::Cbor => 4 << 10,
+        // The aggregate's framing, key table and per-record protobuf overhead on top.
+        RecordFormat::KplCbor => 5 << 10,
         RecordFormat::Json => 48 << 10,
+        RecordFormat::KplJson => 52 << 10,
     }
 }
 
-/// How a Kinesis record's data is encoded (see [`super::record`]).
+/// How a Kinesis record's data is encoded (see [`crate::formats`] and [`super::record`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecordFormat {
-    /// Compact CBOR: one map per record, readings as arrays.
+    /// KPL aggregates of CBOR user records, one per device batch (the default: the fewest
+    /// Kinesis records per reading, de-aggregated by KCL, aws-kinesis-agg and Firehose).
+    KplCbor,
+    /// KPL aggregates of JSON user records, one per reading (Firehose → S3/Athena).
+    KplJson,
+    /// Compact CBOR: one device's batches per record (consumers that cannot de-aggregate).
     Cbor,
-    /// Newline-delimited JSON: one object per reading (Firehose, Athena, Lambda).
+    /// Newline-delimited JSON: one device's readings per record, one object per reading.
     Json,
+}
+
+impl RecordFormat {
+    /// Many devices per record (KPL aggregation).
+    pub fn aggregated(self) -> bool {
+        matches!(self, Self::KplCbor | Self::KplJson)
+    }
 }
 
 /// `[forward]` as written in the file.
@@ -55,9 +70,14 @@ pub struct ForwardConfig {
     pub endpoint_url: Option<String>,
     /// Record data format.
     pub record_format: RecordFormat,
-    /// Largest record the forwarder builds when coalescing a device's log entries (data +
-    /// key). Larger records mean fewer records per second (the 1,000/s/shard limit).
+    /// Largest record the forwarder builds when coalescing a device's log entries, or
+    /// aggregating many devices' (data + key). Larger records mean fewer records per second
+    /// (the 1,000/s/shard limit).
     pub max_record_bytes: u64,
+    /// Aggregated formats: a shard's requests leave at least this far apart, so each carries
+    /// everything that arrived meanwhile (at most 1000 / this requests per second, each one
+    /// record when online). 0 = as soon as anything waits.
+    pub aggregate_interval_ms: u64,
     /// The stream's record size limit (1 MiB unless the stream was configured larger).
     pub stream_max_record_bytes: u64,
     /// Share of each shard's limits the forwarder uses, percent (5..=100).
@@ -103,8 +123,9 @@ impl Default for ForwardConfig {
             stream_arn: None,
             region: None,
             endpoint_url: None,
-            record_format: RecordFormat::Cbor,
+            record_format: RecordFormat::KplCbor,
             max_record_bytes: 64 << 10,
+            aggregate_interval_ms: 25,
             stream_max_record_bytes: KINESIS_DEFAULT_MAX_RECORD_BYTES,
             limit_percent: 100,
             shard_records_per_sec: KINESIS_RECORDS_PER_SEC,
@@ -164,6 +185,8 @@ pub struct ValidForwardConfig {
     pub record_format: RecordFormat,
     /// Coalescing cap per record (data + key), within the stream limit and the shard window.
     pub max_record_bytes: u64,
+    /// Aggregated formats: least time between a shard's requests.
+    pub aggregate_interval: Duration,
     /// Limits per shard and 1-second window.
     pub limits: ShardLimits,
     /// Largest request per shard (key + data bytes).
@@ -317,6 +340,9 @@ impl ForwardConfig {
                 "forward.max_record_bytes (and max_request_bytes, and the shard byte limit after limit_percent) must be at least {min} for this record_format: one device batch must fit in one record"
             ));
         }
+        if self.aggregate_interval_ms > 1_000 {
+            return Err("forward.aggregate_interval_ms must be at most 1000".into());
+        }
         if self.max_in_flight_per_shard == 0 || self.max_in_flight_per_shard > 16 {
             return Err("forward.max_in_flight_per_shard must be between 1 and 16".into());
         }
@@ -350,6 +376,7 @@ impl ForwardConfig {
             endpoint_url: self.endpoint_url.clone(),
             record_format: self.record_format,
             max_record_bytes,
+            aggregate_interval: ms(self.aggregate_interval_ms),
             limits,
             max_request_bytes,
             max_in_flight_per_shard: self.max_in_flight_per_shard,

@@ -10,8 +10,13 @@
 //! - An entry is deleted only after Kinesis accepted the record holding it (records never
 //!   split entries). Deletes are batched every `forward.delete_interval_ms`.
 //! - A failed record (throttled, record error, failed call) goes back to the front of the
-//!   lane its device maps to *now*, and is resent as is; accepted records are never resent
-//!   (except after a crash before their delete: at least once).
+//!   lane its device maps to *now*, and is resent as is (an aggregate: its parts, each to the
+//!   lane its device maps to now, rebuilt into new aggregates); accepted records are never
+//!   resent (except after a crash before their delete: at least once).
+//! - An aggregate that lands on another shard than predicted is accepted only for the parts
+//!   whose hash key that shard owns; which ones is decided with the next shard map, until then
+//!   the parts stay in memory (`misplaced`), and the others are sent again (KCL would drop
+//!   them where they landed).
 //! - Only the lane whose call failed backs off; a throttled lane is slowed by its bucket, not
 //!   paused.
 //! - A lane that has read the log up to the buffer's `committed_end` takes new entries from
@@ -24,7 +29,7 @@ use super::fresh::FreshWindow;
 use super::kinesis::{KinesisApi, PutResult, THROTTLED};
 use super::lane::Lane;
 use super::metrics::ForwardMetrics;
-use super::record::OutRecord;
+use super::record::{OutRecord, Part};
 use super::scan::{ScanLane, scan};
 use super::shard_map::ShardMap;
 use crate::buffer::{Buffer, WriterHandle};
@@ -123,6 +128,7 @@ pub async fn run(
         next_gauges: Instant::now(),
         last_warn: None,
         window: FreshWindow::new(FRESH_WINDOW_BYTES),
+        misplaced: Vec::new(),
     };
     tokio::pin!(shutdown);
     loop {
@@ -185,6 +191,9 @@ struct Forwarder {
     last_warn: Option<Instant>,
     /// Entries admitted by the writer, not yet passed by every lane.
     window: FreshWindow,
+    /// Aggregates accepted by another shard than predicted: (that shard, the aggregate's
+    /// explicit hash key, its parts), until the next shard map says which parts it owns.
+    misplaced: Vec<(String, u128, Vec<Part>)>,
 }
 
 fn now_ms() -> i64 {
@@ -244,6 +253,8 @@ impl Forwarder {
                 continue;
             }
             if let Some(t) = lane.backoff_until.filter(|&t| t > now) {
+                at(t);
+            } else if let Some(t) = lane.next_aggregate.filter(|&t| t > now) {
                 at(t);
             } else if let Some(t) = lane.bucket.next_return() {
                 at(t);
@@ -424,6 +435,9 @@ impl Forwarder {
                 }
                 let bytes = records.iter().map(OutRecord::kinesis_bytes).sum();
                 let ticket = lane.bucket.spend(records.len() as u64, bytes);
+                if format.aggregated() && !self.config.aggregate_interval.is_zero() {
+                    lane.next_aggregate = Some(now + self.config.aggregate_interval);
+                }
                 lane.in_flight += 1;
                 lane.in_flight_records += records.len() as u64;
                 ready.push((lane.shard_id.clone(), ticket, records));
@@ -518,6 +532,7 @@ impl Forwarder {
                 if self.map.as_deref() != Some(&map) {
                     self.apply_map(map);
                 }
+                self.resolve_misplaced();
             }
             Err(e) => {
                 self.refresh_backoff =
@@ -537,12 +552,14 @@ impl Forwarder {
         let restart = self.lanes.values().map(|l| l.cursor).min().flatten();
         let open: HashSet<&Arc<str>> = map.shards().iter().map(|s| &s.shard_id).collect();
         let mut moved_records = Vec::new();
+        let mut moved_parts = Vec::new();
         let mut moved_entries = Vec::new();
         for lane in self.lanes.values_mut() {
             if !open.contains(&lane.shard_id) {
                 lane.retired = true;
-                let (r, e) = lane.take_all();
+                let (r, p, e) = lane.take_all();
                 moved_records.extend(r);
+                moved_parts.extend(p);
                 moved_entries.extend(e);
             }
         }
@@ -565,6 +582,7 @@ impl Forwarder {
         }
         self.map = Some(map.clone());
         self.reroute(moved_records);
+        self.reroute_parts(moved_parts);
         self.metrics.open_shards.set(map.len() as i64);
         self.metrics.shard_map_changes.inc();
         self.poll_due = self.now;
@@ -595,6 +613,63 @@ impl Forwarder {
         }
     }
 
+    /// Puts the parts of failed aggregates back at the front of the lane each device maps to
+    /// now, in their order.
+    fn reroute_parts(&mut self, parts: Vec<Part>) {
+        let Some(map) = self.map.clone() else {
+            return;
+        };
+        let mut by_lane: HashMap<Arc<str>, Vec<Part>> = HashMap::new();
+        for p in parts {
+            by_lane
+                .entry(map.shard_of(&p.device).clone())
+                .or_default()
+                .push(p);
+        }
+        for (shard, parts) in by_lane {
+            if let Some(lane) = self.lanes.get_mut(&shard) {
+                lane.push_retry_parts_front(parts);
+            }
+        }
+    }
+
+    /// Settles misplaced aggregates with the current map: a part whose hash key the shard it
+    /// landed on owns is delivered; the others are sent again. A shard not in the map any
+    /// more keeps only the parts of the aggregate's own hash key (its range is unknown).
+    fn resolve_misplaced(&mut self) {
+        let Some(map) = self.map.clone() else {
+            return;
+        };
+        let mut resend = Vec::new();
+        for (shard, explicit_hash_key, parts) in std::mem::take(&mut self.misplaced) {
+            let range = map
+                .shards()
+                .iter()
+                .find(|s| *s.shard_id == *shard)
+                .map(|s| s.start..=s.end);
+            let label = self.metrics.shard(&shard);
+            for part in parts {
+                let owned = match &range {
+                    Some(r) => r.contains(&part.hash),
+                    None => part.hash == explicit_hash_key,
+                };
+                if owned {
+                    self.metrics
+                        .readings_sent
+                        .get_or_create(&label)
+                        .inc_by(part.readings);
+                    self.accepted.push(part.id);
+                } else {
+                    self.metrics
+                        .misplaced_user_records
+                        .inc_by(part.user_records.len() as u64);
+                    resend.push(part);
+                }
+            }
+        }
+        self.reroute_parts(resend);
+    }
+
     fn on_put(
         &mut self,
         id: u64,
@@ -607,6 +682,7 @@ impl Forwarder {
         };
         let label = self.metrics.shard(&request.lane);
         let mut failed = Vec::new();
+        let mut failed_parts = Vec::new();
         match result {
             Ok(results) => {
                 self.metrics.reached();
@@ -617,19 +693,26 @@ impl Forwarder {
                     match result {
                         PutResult::Accepted { shard_id } => {
                             let to = self.metrics.shard(&shard_id);
-                            if *shard_id != *request.lane {
+                            let mispredicted = *shard_id != *request.lane;
+                            if mispredicted {
                                 self.metrics.shard_mispredictions.inc();
                                 self.refresh_soon();
                             }
                             self.metrics.records_sent.get_or_create(&to).inc();
                             self.metrics
-                                .readings_sent
-                                .get_or_create(&to)
-                                .inc_by(record.readings);
-                            self.metrics
                                 .bytes_sent
                                 .get_or_create(&to)
                                 .inc_by(record.kinesis_bytes());
+                            if mispredicted && record.parts.len() > 1 {
+                                // Which parts the shard owns is known with the next map.
+                                let hash = record.explicit_hash_key.unwrap_or_default();
+                                self.misplaced.push((shard_id, hash, record.parts));
+                                continue;
+                            }
+                            self.metrics
+                                .readings_sent
+                                .get_or_create(&to)
+                                .inc_by(record.readings);
                             self.accepted.extend_from_slice(&record.ids);
                         }
                         PutResult::Failed { code, message } => {
@@ -644,7 +727,11 @@ impl Forwarder {
                             }
                             self.metrics.retried_records.get_or_create(&label).inc();
                             record.attempts += 1;
-                            failed.push(record);
+                            if record.parts.is_empty() {
+                                failed.push(record);
+                            } else {
+                                failed_parts.append(&mut record.parts);
+                            }
                         }
                     }
                 }
@@ -682,13 +769,14 @@ impl Forwarder {
                     self.refresh_soon();
                 }
                 self.call_failed(&e, "PutRecords");
-                failed = records
-                    .into_iter()
-                    .map(|mut r| {
-                        r.attempts += 1;
-                        r
-                    })
-                    .collect();
+                for mut r in records {
+                    r.attempts += 1;
+                    if r.parts.is_empty() {
+                        failed.push(r);
+                    } else {
+                        failed_parts.append(&mut r.parts);
+                    }
+                }
             }
         }
         if let Some(lane) = self.lanes.get_mut(&request.lane) {
@@ -701,6 +789,7 @@ impl Forwarder {
             }
         }
         self.reroute(failed);
+        self.reroute_parts(failed_parts);
     }
 
     fn refresh_soon(&mut self) {

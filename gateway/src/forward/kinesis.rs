@@ -50,7 +50,8 @@ pub trait KinesisApi: Send + Sync + std::fmt::Debug + 'static {
     /// Every open shard of the stream (all pages).
     fn list_open_shards(&self) -> BoxFuture<'_, Result<Vec<ListedShard>, ApiError>>;
 
-    /// PutRecords with the device ID as partition key; one result per record, in order.
+    /// PutRecords with the device ID as partition key (and an aggregate's explicit hash key);
+    /// one result per record, in order.
     fn put_records<'a>(
         &'a self,
         records: &'a [OutRecord],
@@ -193,6 +194,7 @@ impl KinesisApi for SdkKinesis {
                 .map(|r| {
                     PutRecordsRequestEntry::builder()
                         .partition_key(r.device.as_ref())
+                        .set_explicit_hash_key(r.explicit_hash_key.map(|h| h.to_string()))
                         .data(Blob::new(r.data.clone()))
                         .build()
                         .map_err(|e| ApiError::new(ApiErrorKind::Invalid, e.to_string()))

@@ -4,6 +4,8 @@
 //! - `devices[d]` holds device `d`'s entries in log order, so records leave in `(boot, seq)`
 //!   order per device (see [`super::record`] for what a retry does to that).
 //! - `retry` holds records that failed, oldest first; they leave before any new record.
+//!   Aggregated formats keep the parts of failed aggregates instead (`retry_parts`), so the
+//!   next aggregates are rebuilt from them for whatever the shard map says then.
 //! - `cursor`: every log entry with an id at or below it that belongs to this shard is in
 //!   memory (queued, in flight, accepted and awaiting delete) or deleted. The scanner
 //!   continues from there; a lane whose queue is full stops its cursor, others go on.
@@ -14,7 +16,7 @@ use super::bucket::WindowBucket;
 use super::config::{
     KINESIS_MAX_REQUEST_BYTES, KINESIS_MAX_REQUEST_RECORDS, RecordFormat, ShardLimits,
 };
-use super::record::{OutRecord, RecordBuilder};
+use super::record::{AggregateBuilder, OutRecord, Part, RecordBuilder};
 use crate::buffer::BatchRecord;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct Entry {
     pub record: BatchRecord,
 }
 
+/// What [`Lane::take_all`] hands over.
+pub type Waiting = (Vec<OutRecord>, Vec<Part>, Vec<(Arc<str>, Entry)>);
+
 /// One shard's state.
 #[derive(Debug)]
 pub struct Lane {
@@ -54,7 +59,10 @@ pub struct Lane {
     pub backoff_until: Option<Instant>,
     /// Current backoff step (doubles per failed call, reset by a success).
     pub backoff: Duration,
+    /// Aggregated formats: no request before this (`forward.aggregate_interval_ms`).
+    pub next_aggregate: Option<Instant>,
     retry: VecDeque<OutRecord>,
+    retry_parts: VecDeque<Part>,
     devices: HashMap<Arc<str>, VecDeque<Entry>>,
     /// Devices with queued entries, round robin.
     order: VecDeque<Arc<str>>,
@@ -73,7 +81,9 @@ impl Lane {
             in_flight_records: 0,
             backoff_until: None,
             backoff: Duration::ZERO,
+            next_aggregate: None,
             retry: VecDeque::new(),
+            retry_parts: VecDeque::new(),
             devices: HashMap::new(),
             order: VecDeque::new(),
             queued_bytes: 0,
@@ -97,6 +107,13 @@ impl Lane {
         }
     }
 
+    /// Puts the parts of failed aggregates back, ahead of everything (in their order).
+    pub fn push_retry_parts_front(&mut self, parts: Vec<Part>) {
+        for p in parts.into_iter().rev() {
+            self.retry_parts.push_front(p);
+        }
+    }
+
     /// Bytes of queued entries.
     pub fn queued_bytes(&self) -> u64 {
         self.queued_bytes
@@ -109,7 +126,7 @@ impl Lane {
 
     /// Something to send.
     pub fn has_work(&self) -> bool {
-        !self.retry.is_empty() || !self.order.is_empty()
+        !self.retry.is_empty() || !self.retry_parts.is_empty() || !self.order.is_empty()
     }
 
     /// Arrival time (gateway UTC ms) of the oldest waiting reading.
@@ -120,12 +137,15 @@ impl Lane {
             .filter_map(|d| self.devices.get(d)?.front())
             .map(|e| e.record.received_ms);
         let retry = self.retry.iter().map(|r| r.oldest_received_ms);
-        queued.chain(retry).min()
+        let parts = self.retry_parts.iter().map(|p| p.received_ms);
+        queued.chain(retry).chain(parts).min()
     }
 
-    /// Everything waiting, for rerouting after a shard map change.
-    pub fn take_all(&mut self) -> (Vec<OutRecord>, Vec<(Arc<str>, Entry)>) {
+    /// Everything waiting, for rerouting after a shard map change: failed records, parts of
+    /// failed aggregates, queued entries (in log order).
+    pub fn take_all(&mut self) -> Waiting {
         let retry = self.retry.drain(..).collect();
+        let parts = self.retry_parts.drain(..).collect();
         let mut entries = Vec::new();
         for d in self.order.drain(..) {
             if let Some(q) = self.devices.remove(&d) {
@@ -136,7 +156,7 @@ impl Lane {
         entries.sort_by_key(|(_, e)| e.id);
         self.devices.clear();
         self.queued_bytes = 0;
-        (retry, entries)
+        (retry, parts, entries)
     }
 
     /// May a request go out now (not counting the bucket)?
@@ -144,6 +164,7 @@ impl Lane {
         self.has_work()
             && self.in_flight < max_in_flight
             && self.backoff_until.is_none_or(|t| now >= t)
+            && self.next_aggregate.is_none_or(|t| now >= t)
     }
 
     /// Builds the next request within the bucket, `max_request_bytes` and the PutRecords
@@ -157,6 +178,9 @@ impl Lane {
         max_record_bytes: u64,
         max_request_bytes: u64,
     ) -> Vec<OutRecord> {
+        if format.aggregated() {
+            return self.build_aggregates(now, format, max_record_bytes, max_request_bytes);
+        }
         let (records, bytes) = self.bucket.available(now);
         let mut records = records.min(KINESIS_MAX_REQUEST_RECORDS as u64);
         let mut bytes = bytes.min(max_request_bytes.min(KINESIS_MAX_REQUEST_BYTES));
@@ -206,6 +230,65 @@ impl Lane {
         // Devices whose entry did not fit go first next time.
         for d in skipped.into_iter().rev() {
             self.order.push_front(d);
+        }
+        out
+    }
+
+    /// [`Self::build_request`] for aggregated formats: aggregates of up to
+    /// `max_record_bytes`, each one record of the bucket. Parts of failed aggregates go
+    /// first, in order; then devices in turn, each giving as many of its queued entries (in
+    /// log order) as fit. Nothing is held back to fill an aggregate.
+    fn build_aggregates(
+        &mut self,
+        now: Instant,
+        format: RecordFormat,
+        max_record_bytes: u64,
+        max_request_bytes: u64,
+    ) -> Vec<OutRecord> {
+        let (records, bytes) = self.bucket.available(now);
+        let mut records = records.min(KINESIS_MAX_REQUEST_RECORDS as u64);
+        let mut bytes = bytes.min(max_request_bytes.min(KINESIS_MAX_REQUEST_BYTES));
+        let mut out = Vec::new();
+        while records > 0 && self.has_work() {
+            let cap = max_record_bytes.min(bytes);
+            let mut agg = AggregateBuilder::new();
+            let mut full = false;
+            while let Some(part) = self.retry_parts.pop_front() {
+                if let Err(part) = agg.try_add(part, cap) {
+                    self.retry_parts.push_front(part);
+                    full = true;
+                    break;
+                }
+            }
+            while !full {
+                let Some(device) = self.order.pop_front() else {
+                    break;
+                };
+                let Some(q) = self.devices.get_mut(&device) else {
+                    continue;
+                };
+                while let Some(e) = q.front() {
+                    let part = Part::new(format, device.clone(), e.id, &e.record);
+                    if agg.try_add(part, cap).is_err() {
+                        full = true;
+                        break;
+                    }
+                    self.queued_bytes -= e.stored_bytes;
+                    q.pop_front();
+                }
+                if q.is_empty() {
+                    self.devices.remove(&device);
+                } else {
+                    // Its next entry goes first into the next aggregate.
+                    self.order.push_front(device);
+                }
+            }
+            let Some(record) = agg.finish() else {
+                break; // not even one part fits what is left of the bucket
+            };
+            records -= 1;
+            bytes = bytes.saturating_sub(record.kinesis_bytes());
+            out.push(record);
         }
         out
     }
@@ -301,12 +384,67 @@ mod tests {
     }
 
     #[test]
+    fn aggregates_hold_many_devices_in_log_order_within_the_cap() {
+        let mut lane = Lane::new("s".into(), LIMITS, None);
+        for i in 0..300u64 {
+            let d: Arc<str> = format!("d{}", i % 30).into();
+            lane.push_entry(d.clone(), entry(i, &d, (i / 30) as u32, 3));
+        }
+        let out = lane.build_request(Instant::now(), RecordFormat::KplCbor, 8 << 10, 5 << 20);
+        assert!(out.len() > 1, "more than one aggregate: {}", out.len());
+        let mut next_seq: HashMap<String, u32> = HashMap::new();
+        for r in &out {
+            assert!(r.kinesis_bytes() <= 8 << 10, "{}", r.kinesis_bytes());
+            assert_eq!(r.explicit_hash_key, Some(r.parts[0].hash));
+            assert_eq!(*r.device, *r.parts[0].device);
+            let users = crate::formats::kpl::deaggregate(&r.data).unwrap().unwrap();
+            assert_eq!(
+                users.len(),
+                r.parts.len(),
+                "kpl-cbor: one user record per entry"
+            );
+            for (p, u) in r.parts.iter().zip(&users) {
+                assert_eq!(u.partition_key, &*p.device);
+                let readings = crate::formats::read::readings(u.data).unwrap();
+                let first = readings[0].seq as u32;
+                let expected = next_seq.entry(p.device.to_string()).or_insert(0);
+                assert_eq!(first, *expected, "{}: in order", p.device);
+                *expected += 1;
+            }
+        }
+        let total: u64 = out.iter().map(|r| r.readings).sum();
+        assert_eq!(total, 900);
+        assert!(!lane.has_work());
+        assert_eq!(lane.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn failed_aggregates_come_back_as_parts_first() {
+        let mut lane = Lane::new("s".into(), LIMITS, None);
+        for i in 0..10u64 {
+            lane.push_entry("a".into(), entry(i, "a", i as u32, 1));
+        }
+        let first = lane.build_request(Instant::now(), RecordFormat::KplJson, 64 << 10, 5 << 20);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].parts.len(), 10);
+        lane.push_entry("a".into(), entry(10, "a", 10, 1));
+        lane.push_retry_parts_front(first[0].parts.clone());
+        let again = lane.build_request(Instant::now(), RecordFormat::KplJson, 64 << 10, 5 << 20);
+        let ids: Vec<u64> = again.iter().flat_map(|r| r.ids.clone()).collect();
+        assert_eq!(
+            ids,
+            (0..=10).collect::<Vec<_>>(),
+            "retried parts, then the new entry"
+        );
+    }
+
+    #[test]
     fn take_all_keeps_log_order() {
         let mut lane = Lane::new("s".into(), LIMITS, None);
         for (id, d) in [(5, "b"), (6, "a"), (7, "b")] {
             lane.push_entry(d.into(), entry(id, d, id as u32, 1));
         }
-        let (_, entries) = lane.take_all();
+        let (_, _, entries) = lane.take_all();
         let ids: Vec<u64> = entries.iter().map(|(_, e)| e.id).collect();
         assert_eq!(ids, vec![5, 6, 7]);
         assert!(!lane.has_work());

@@ -63,6 +63,9 @@ pub struct ForwardMetrics {
     pub request_failures: Family<KindLabel, Counter>,
     /// Accepted records whose shard differed from the prediction (stale shard map).
     pub shard_mispredictions: Counter,
+    /// User records of aggregates that landed on a shard not owning their hash key, sent
+    /// again (KCL drops them where they landed).
+    pub misplaced_user_records: Counter,
     /// Shard map changes applied.
     pub shard_map_changes: Counter,
     /// Open shards in the current map.
@@ -129,6 +132,7 @@ impl ForwardMetrics {
             queued_bytes: Family::default(),
             request_failures: Family::default(),
             shard_mispredictions: Counter::default(),
+            misplaced_user_records: Counter::default(),
             shard_map_changes: Counter::default(),
             open_shards: Gauge::default(),
             up: Gauge::default(),
@@ -187,6 +191,11 @@ impl ForwardMetrics {
             "shard_mispredictions",
             "Accepted records that landed in another shard than predicted",
             m.shard_mispredictions.clone(),
+        );
+        r.register(
+            "misplaced_user_records",
+            "Parts of aggregates that landed on a shard not owning their hash key, sent again",
+            m.misplaced_user_records.clone(),
         );
         r.register(
             "shard_map_changes",

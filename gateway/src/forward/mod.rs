@@ -2,7 +2,8 @@
 //! never above a shard's limits, nothing deleted before Kinesis accepted it.
 //!
 //! - [`config`]: `[forward]`, validated and clamped to Kinesis' limits.
-//! - [`record`]: the record format (CBOR or JSON lines) and what one record holds.
+//! - [`record`]: what one record holds (one device's batches, or a KPL aggregate of many
+//!   devices' for the shard); the shapes are [`crate::formats`]'.
 //! - [`shard_map`]: MD5 hash key → open shard, from ListShards.
 //! - [`bucket`]: per-shard records/bytes bucket over an exact 1-second window.
 //! - [`lane`]: per-shard queues (read-ahead, retries, backoff).

@@ -1,67 +1,29 @@
-//! The Kinesis record format: a long-lived contract with consumers. Change it only with a new
-//! version number (`v` in CBOR, a new field set in JSON) and a note in the README.
+//! What one Kinesis record holds, for each record format (the shapes themselves are in
+//! [`crate::formats`]).
 //!
-//! # What one record holds
+//! - `cbor`, `json`: one device's consecutive log entries (device batches), in log order,
+//!   coalesced up to `forward.max_record_bytes` (data + partition key); the partition key is
+//!   the device ID. Coalescing what is waiting keeps records large while a backlog drains (the
+//!   drain is bound by bytes, the limit that moves the data); online, a record is whatever
+//!   arrived since the last send.
+//! - `kpl-cbor`, `kpl-json`: many devices per record, all predicted to hash into the shard the
+//!   record is sent to, as a KPL aggregate of [`Part`]s. A part is one log entry: one user
+//!   record (`kpl-cbor`: the entry as a CBOR record) or one per reading (`kpl-json`), under the
+//!   device ID as partition key. The aggregate's partition key is its first part's device and
+//!   its ExplicitHashKey that device's hash key, so it lands on the first part's shard. A part
+//!   is never split, and the parts of one aggregate are accepted or refused together, except
+//!   when the aggregate lands on another shard than predicted (a split the map has not seen
+//!   yet): then the parts outside that shard are sent again (see `forward/forwarder.rs`).
 //!
-//! One Kinesis record holds one device's consecutive log entries (device batches), in log
-//! order, coalesced up to `forward.max_record_bytes` (default 64 KiB, data + partition key).
-//! A log entry is never split. The partition key is the device ID.
-//!
-//! Why coalesce: a shard takes 1,000 records/s *and* 1 MiB/s. One reading per record (~60
-//! bytes) would use 6 % of the bytes at the record limit; one device batch per record is as
-//! small as the device's batches (often 1-4 readings online). Coalescing what is waiting
-//! keeps records large while a backlog drains, so the drain is bound by bytes, the limit
-//! that moves the data; online, a record is whatever arrived since the last send, so
-//! coalescing adds no delay.
-//!
-//! # `record_format = "cbor"` (default)
-//!
-//! ```cddl
-//! record = {
-//!   "v": 1,                  ; format version
-//!   "device": tstr,          ; device ID (= partition key)
-//!   "batches": [+ batch],    ; in (boot, seq) order
-//! }
-//! batch = [
-//!   boot: uint,              ; device boot counter
-//!   first_seq: uint,         ; readings[i] has sequence number first_seq + i
-//!   received_ms: int,        ; gateway UTC ms when the batch arrived
-//!   utc_offset_ms: int,      ; a reading's UTC ms = t_ms + utc_offset_ms
-//!   readings: [+ reading],
-//! ]
-//! reading = [t_ms: uint, channel: uint, kind: uint, value: float32]
-//! ```
-//!
-//! # `record_format = "json"`
-//!
-//! Newline-delimited JSON, one object per reading, every line complete on its own (Firehose
-//! delivers records back to back, so Athena sees one row per line; a Lambda splits on `\n`):
-//!
-//! ```json
-//! {"device":"node-1","boot":3,"seq":40,"t_ms":1000,"time_ms":1763999001000,"received_ms":1764000000000,"channel":0,"kind":0,"value":21.5}
-//! ```
-//!
-//! # Identity and order
-//!
-//! `(device, boot, seq)` identifies a reading. Delivery is at least once: a crash between
-//! Kinesis accepting a record and the buffer deleting it sends the record again, so
-//! consumers drop duplicates by that triple. Order per device: records leave in log order,
-//! which is `(boot, seq)` order; a record that failed (throttled or an error) is resent
-//! before anything newer of its shard is sent, but newer records of the same device that were
-//! already in flight may be accepted before it. So the stream holds each device's readings in
-//! order except around a retry; consumers that need strict order sort by `(boot, seq)`.
+//! A log entry is never split across records, so it is deleted once the record holding it is
+//! accepted.
 
 use super::config::RecordFormat;
+use super::shard_map::hash_key;
 use crate::buffer::BatchRecord;
-use std::convert::Infallible;
-use std::fmt::Write as _;
+use crate::formats::cbor::{CBOR_HEADER_MAX, write_batch, write_header};
+use crate::formats::{json, kpl};
 use std::sync::Arc;
-
-/// Format version written as `v`.
-pub const CBOR_VERSION: u8 = 1;
-/// Largest CBOR header beyond the device ID: map(3), "v", 1, "device", str header, "batches",
-/// array header.
-const CBOR_HEADER_MAX: usize = 1 + 2 + 1 + 7 + 2 + 8 + 5;
 
 /// A Kinesis record ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,97 +40,62 @@ pub struct OutRecord {
     pub oldest_received_ms: i64,
     /// Times it was sent and refused or lost.
     pub attempts: u32,
+    /// Aggregates: where Kinesis puts it (the first part's hash key).
+    pub explicit_hash_key: Option<u128>,
+    /// Aggregates: the user records it holds, per log entry; empty for plain records.
+    pub parts: Vec<Part>,
+}
+
+/// One log entry as user records of an aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Partition key of its user records (the device ID).
+    pub device: Arc<str>,
+    /// The device's hash key.
+    pub hash: u128,
+    /// Its user records' data.
+    pub user_records: Vec<Vec<u8>>,
+    /// Its log entry.
+    pub id: u64,
+    /// Readings it holds.
+    pub readings: u64,
+    /// Arrival of its entry (gateway UTC ms).
+    pub received_ms: i64,
+}
+
+impl Part {
+    /// The user records of log entry `id` in `format` (`kpl-cbor` or `kpl-json`).
+    pub fn new(format: RecordFormat, device: Arc<str>, id: u64, entry: &BatchRecord) -> Self {
+        let user_records = match format {
+            RecordFormat::KplJson => (0..entry.readings.len())
+                .map(|i| {
+                    let mut data = Vec::with_capacity(192);
+                    json::write_reading(&mut data, entry, i);
+                    data
+                })
+                .collect(),
+            _ => {
+                let mut data = Vec::with_capacity(CBOR_HEADER_MAX + 32 + 21 * entry.readings.len());
+                write_header(&mut data, &device, 1);
+                write_batch(&mut data, entry);
+                vec![data]
+            }
+        };
+        Self {
+            hash: hash_key(&device),
+            device,
+            user_records,
+            id,
+            readings: entry.readings.len() as u64,
+            received_ms: entry.received_ms,
+        }
+    }
 }
 
 impl OutRecord {
     /// Bytes Kinesis counts: partition key + data.
     pub fn kinesis_bytes(&self) -> u64 {
         (self.device.len() + self.data.len()) as u64
-    }
-}
-
-/// `minicbor` writer appending to a `Vec`.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl minicbor::encode::Write for VecWriter<'_> {
-    type Error = Infallible;
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), Infallible> {
-        self.0.extend_from_slice(buf);
-        Ok(())
-    }
-}
-
-type CborResult = Result<(), minicbor::encode::Error<Infallible>>;
-
-fn cbor_batch(out: &mut Vec<u8>, e: &BatchRecord) -> CborResult {
-    let mut enc = minicbor::Encoder::new(VecWriter(out));
-    enc.array(5)?
-        .u32(e.boot)?
-        .u32(e.first_seq)?
-        .i64(e.received_ms)?
-        .i64(e.utc_offset_ms)?
-        .array(e.readings.len() as u64)?;
-    for r in &e.readings {
-        enc.array(4)?
-            .u64(r.t_ms)?
-            .u8(r.channel)?
-            .u8(r.kind)?
-            .f32(r.value)?;
-    }
-    Ok(())
-}
-
-fn cbor_header(out: &mut Vec<u8>, device: &str, batches: usize) -> CborResult {
-    minicbor::Encoder::new(VecWriter(out))
-        .map(3)?
-        .str("v")?
-        .u8(CBOR_VERSION)?
-        .str("device")?
-        .str(device)?
-        .str("batches")?
-        .array(batches as u64)?;
-    Ok(())
-}
-
-fn json_batch(out: &mut Vec<u8>, device: &str, e: &BatchRecord) {
-    let mut line = String::with_capacity(160);
-    for (i, r) in e.readings.iter().enumerate() {
-        line.clear();
-        // Device IDs are [A-Za-z0-9._-] (telemetry_wire::device_id): no escaping needed.
-        let _ = write!(
-            line,
-            "{{\"device\":\"{device}\",\"boot\":{},\"seq\":{},\"t_ms\":{},\"time_ms\":{},\"received_ms\":{},\"channel\":{},\"kind\":{},\"value\":",
-            e.boot,
-            u64::from(e.first_seq) + i as u64,
-            r.t_ms,
-            e.utc_ms(r),
-            e.received_ms,
-            r.channel,
-            r.kind,
-        );
-        let _ = write!(line, "{}", JsonNumber(r.value));
-        line.push_str("}\n");
-        out.extend_from_slice(line.as_bytes());
-    }
-}
-
-/// A finite `f32` as a JSON number in its shortest round-trip form: plain decimals for
-/// ordinary magnitudes, an exponent for very large or small ones (ingest rejects non-finite
-/// values; one would be written as `null`). Shared with the export's JSON files.
-#[derive(Debug, Clone, Copy)]
-pub struct JsonNumber(pub f32);
-
-impl std::fmt::Display for JsonNumber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.0;
-        let a = v.abs();
-        if !v.is_finite() {
-            write!(f, "null")
-        } else if a == 0.0 || (1e-5..1e16).contains(&a) {
-            write!(f, "{v}")
-        } else {
-            write!(f, "{v:e}")
-        }
     }
 }
 
@@ -202,8 +129,8 @@ impl RecordBuilder {
     /// Upper bound of the finished record's Kinesis bytes (key + data).
     pub fn kinesis_bytes(&self) -> u64 {
         let header = match self.format {
-            RecordFormat::Cbor => CBOR_HEADER_MAX + self.device.len(),
-            RecordFormat::Json => 0,
+            RecordFormat::Json | RecordFormat::KplJson => 0,
+            RecordFormat::Cbor | RecordFormat::KplCbor => CBOR_HEADER_MAX + self.device.len(),
         };
         (self.device.len() + header + self.body.len()) as u64
     }
@@ -218,11 +145,12 @@ impl RecordBuilder {
     pub fn try_add(&mut self, id: u64, entry: &BatchRecord, cap: u64) -> bool {
         let before = self.body.len();
         match self.format {
-            RecordFormat::Cbor => {
-                // Writing to a Vec cannot fail.
-                let _ = cbor_batch(&mut self.body, entry);
+            RecordFormat::Json | RecordFormat::KplJson => {
+                for i in 0..entry.readings.len() {
+                    json::write_line(&mut self.body, entry, i);
+                }
             }
-            RecordFormat::Json => json_batch(&mut self.body, &self.device, entry),
+            RecordFormat::Cbor | RecordFormat::KplCbor => write_batch(&mut self.body, entry),
         }
         if self.kinesis_bytes() > cap {
             self.body.truncate(before);
@@ -238,13 +166,13 @@ impl RecordBuilder {
     /// The finished record.
     pub fn finish(self) -> OutRecord {
         let data = match self.format {
-            RecordFormat::Cbor => {
+            RecordFormat::Json | RecordFormat::KplJson => self.body,
+            RecordFormat::Cbor | RecordFormat::KplCbor => {
                 let mut data = Vec::with_capacity(CBOR_HEADER_MAX + self.body.len());
-                let _ = cbor_header(&mut data, &self.device, self.batches);
+                write_header(&mut data, &self.device, self.batches);
                 data.extend_from_slice(&self.body);
                 data
             }
-            RecordFormat::Json => self.body,
         };
         OutRecord {
             device: self.device,
@@ -253,7 +181,84 @@ impl RecordBuilder {
             readings: self.readings,
             oldest_received_ms: self.oldest_received_ms,
             attempts: 0,
+            explicit_hash_key: None,
+            parts: Vec::new(),
         }
+    }
+}
+
+/// Builds one KPL aggregate from [`Part`]s, within a byte cap (partition key + data).
+#[derive(Debug, Default)]
+pub struct AggregateBuilder {
+    size: kpl::SizeCounter,
+    parts: Vec<Part>,
+}
+
+impl AggregateBuilder {
+    /// An empty aggregate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// No part yet.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Kinesis bytes of the aggregate with `part` added (its partition key is the first
+    /// part's device).
+    fn bytes_with(&self, part: &Part) -> u64 {
+        let mut size = self.size.clone();
+        for data in &part.user_records {
+            size.add(&part.device, data.len());
+        }
+        let key = self
+            .parts
+            .first()
+            .map_or(part.device.len(), |p| p.device.len());
+        (key + size.size()) as u64
+    }
+
+    /// Adds `part` if the aggregate stays within `cap`; gives it back otherwise.
+    pub fn try_add(&mut self, part: Part, cap: u64) -> Result<(), Part> {
+        if self.bytes_with(&part) > cap {
+            return Err(part);
+        }
+        for data in &part.user_records {
+            self.size.add(&part.device, data.len());
+        }
+        self.parts.push(part);
+        Ok(())
+    }
+
+    /// Whether `part` would fit within `cap`.
+    pub fn fits(&self, part: &Part, cap: u64) -> bool {
+        self.bytes_with(part) <= cap
+    }
+
+    /// The finished Kinesis record (`None` when empty).
+    pub fn finish(self) -> Option<OutRecord> {
+        let first = self.parts.first()?;
+        let data = kpl::encode(self.parts.iter().flat_map(|p| {
+            p.user_records
+                .iter()
+                .map(move |d| (p.device.as_ref(), d.as_slice()))
+        }));
+        Some(OutRecord {
+            device: first.device.clone(),
+            explicit_hash_key: Some(first.hash),
+            data,
+            ids: self.parts.iter().map(|p| p.id).collect(),
+            readings: self.parts.iter().map(|p| p.readings).sum(),
+            oldest_received_ms: self
+                .parts
+                .iter()
+                .map(|p| p.received_ms)
+                .min()
+                .unwrap_or(i64::MAX),
+            attempts: 0,
+            parts: self.parts,
+        })
     }
 }
 

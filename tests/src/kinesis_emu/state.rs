@@ -41,6 +41,9 @@ pub struct Attempt {
     pub partition_key: String,
     /// SipHash of the data (identifies identical resends).
     pub data_hash: u64,
+    /// SipHash of each user record's data when the record is a KPL aggregate (identifies a
+    /// user record resent in another aggregate); the data's hash for a plain record.
+    pub user_hashes: Vec<u64>,
     /// The outcome.
     pub outcome: Outcome,
     /// The shard it maps to.
@@ -303,11 +306,19 @@ impl State {
             Outcome::Throttled
         };
         let id = shard.info.shard_id.clone();
-        let mut hasher = DefaultHasher::new();
-        data.hash(&mut hasher);
+        let siphash = |bytes: &[u8]| {
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        };
+        let user_hashes = match crate::kpl::deaggregate(&data) {
+            Ok(Some(users)) => users.iter().map(|(_, d)| siphash(d)).collect(),
+            _ => vec![siphash(&data)],
+        };
         self.attempts.push(Attempt {
             partition_key: partition_key.to_owned(),
-            data_hash: hasher.finish(),
+            data_hash: siphash(&data),
+            user_hashes,
             outcome,
             shard_id: id.clone(),
             at: now,

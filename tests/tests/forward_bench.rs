@@ -19,6 +19,12 @@
 //!    emulator; per batch, acceptance time at the emulator minus the gateway's arrival time
 //!    (`received_ms`; the MQTT hop on loopback adds well under a millisecond), with the
 //!    buffer's default commit policy and with `min_commit_interval_ms = 50`.
+//! 3. A site online, per record format (issue 13): 1,000 devices × 1 reading/s for 60 s on one
+//!    shard, and 200 devices × 100 readings/s (20,000/s) for 20 s on four: readings per
+//!    Kinesis record, records/s per shard (mean and highest 1-second window) against the
+//!    1,000/s limit, Kinesis bytes per reading, publish → acceptance latency, and the largest
+//!    site one shard carries at 1 reading/s per device. `FORWARD_BENCH_SITE_ONLY=1` runs only
+//!    this part.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::forward_check::{
@@ -248,43 +254,44 @@ fn drain_phase(report: &mut String) {
     );
 }
 
-fn latency_phase(report: &mut String, label: &str, buffer_toml: &str) {
+/// devsim with `devsim_args` against a gateway (`buffer_toml`, `[forward]` + `forward_extra`)
+/// forwarding to a fresh emulator of `shards` shards; returns the emulator once the gateway's
+/// buffer is empty (everything accepted).
+fn online_run(
+    shards: u32,
+    buffer_toml: &str,
+    forward_extra: &str,
+    devsim_args: &[&str],
+) -> KinesisEmulator {
     let settings = EmulatorSettings {
         list_page_size: 1000,
         ..EmulatorSettings::default()
     };
-    let emu = KinesisEmulator::start_with(settings, &[(STREAM.to_owned(), even_ranges(SHARDS))], 2)
+    let emu = KinesisEmulator::start_with(settings, &[(STREAM.to_owned(), even_ranges(shards))], 2)
         .expect("emulator");
     let gw = GatewayProcess::start(GatewayOptions {
         buffer_toml: buffer_toml.into(),
-        extra_toml: forward_toml(STREAM, ""),
+        extra_toml: forward_toml(STREAM, forward_extra),
         env: emu.env_vars(),
         ..GatewayOptions::default()
     })
     .expect("gateway");
-    let sim = devsim::spawn(
-        gw.mqtt5,
-        &[
-            "--devices",
-            "200",
-            "--rate",
-            "5",
-            "--duration",
-            "20",
-            "--seed",
-            "21",
-            "--json",
-        ],
-    )
-    .expect("devsim");
+    let sim = devsim::spawn(gw.mqtt5, devsim_args).expect("devsim");
     let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
     assert!(ok, "devsim: {stdout}\n{stderr}");
     gw.wait_metric(
         "gateway_buffer_buffered_readings",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         |v| v == 0.0,
     )
     .expect("drained");
+    emu
+}
+
+fn latency_phase(report: &mut String, label: &str, buffer_toml: &str) {
+    #[rustfmt::skip]
+    let args = ["--devices", "200", "--rate", "5", "--duration", "20", "--seed", "21", "--json"];
+    let emu = online_run(SHARDS, buffer_toml, "", &args);
     let accepted = emu.accepted();
     let mut latencies = Vec::new();
     let mut readings = 0u64;
@@ -308,8 +315,69 @@ fn latency_phase(report: &mut String, label: &str, buffer_toml: &str) {
     );
 }
 
+/// One site run: `devices` × `rate` readings/s for `secs` on `shards` shards in `format`.
+fn site_phase(report: &mut String, format: &str, shards: u32, devices: u32, rate: u32, secs: u32) {
+    let prefix = format!("site-{format}-{devices}-");
+    let (devices_arg, rate_arg, secs_arg) =
+        (devices.to_string(), rate.to_string(), secs.to_string());
+    #[rustfmt::skip]
+    let args = ["--devices", &devices_arg, "--rate", &rate_arg, "--duration", &secs_arg, "--id-prefix", &prefix, "--seed", "31", "--json"];
+    let emu = online_run(shards, "", &format!("record_format = \"{format}\""), &args);
+    let accepted = emu.accepted();
+    let mut latencies = Vec::new();
+    let mut readings = 0u64;
+    let mut bytes = 0u64;
+    let mut per_second: std::collections::HashMap<(String, i64), u64> = Default::default();
+    for r in &accepted {
+        bytes += r.bytes;
+        *per_second
+            .entry((r.shard_id.clone(), (r.arrival_unix_ms / 1000.0) as i64))
+            .or_default() += 1;
+        for (_, _, _, n, received_ms) in decode_batches(&r.data).expect("decodes") {
+            latencies.push(r.arrival_unix_ms - received_ms as f64);
+            readings += u64::from(n);
+        }
+    }
+    let first = accepted
+        .iter()
+        .map(|r| r.arrival_unix_ms)
+        .fold(f64::MAX, f64::min);
+    let last = accepted
+        .iter()
+        .map(|r| r.arrival_unix_ms)
+        .fold(0.0, f64::max);
+    let span = ((last - first) / 1000.0).max(1.0);
+    let records_per_sec = accepted.len() as f64 / span / f64::from(shards);
+    let max_window = per_second.values().copied().max().unwrap_or(0);
+    let bytes_per_reading = bytes as f64 / readings.max(1) as f64;
+    // Devices at 1 reading/s one shard carries: bound by bytes, and for plain formats by
+    // records (which grow with the devices; aggregates' do not: at most 1000 /
+    // aggregate_interval_ms per shard whatever the load).
+    let by_bytes = MIB / bytes_per_reading;
+    let readings_per_record = readings as f64 / accepted.len().max(1) as f64;
+    let by_records = if format.starts_with("kpl") {
+        f64::INFINITY
+    } else {
+        1000.0 * readings_per_record
+    };
+    let capacity = by_bytes.min(by_records);
+    let stats = emu.stats();
+    let mut p = |q| percentile(&mut latencies, q);
+    let _ = writeln!(
+        report,
+        "| `{format}` | {shards} × {devices} devices × {rate}/s | {readings} | {} | {readings_per_record:.1} | {records_per_sec:.1} ({:.1} %) | {max_window} | {bytes_per_reading:.1} | {:.0} / {:.0} / {:.0} | {} | ~{:.0} |",
+        accepted.len(),
+        records_per_sec / 10.0,
+        p(50.0),
+        p(99.0),
+        p(100.0),
+        stats.throttled,
+        capacity
+    );
+}
+
 #[test]
-#[ignore = "benchmark: about 2 minutes; run with --ignored in release"]
+#[ignore = "benchmark: about 5 minutes; run with --ignored in release"]
 fn forward_benchmark() {
     let mut report = String::new();
     let _ = writeln!(
@@ -317,8 +385,26 @@ fn forward_benchmark() {
         "## Forwarder to Kinesis (emulator enforcing the shard limits)\n\nMachine: {}.\n\nCommand: `cargo build --release --bins && cargo test --release -p e2e --test forward_bench -- --ignored --nocapture` (tests/tests/forward_bench.rs).",
         machine()
     );
-    drain_phase(&mut report);
-    if std::env::var_os("FORWARD_BENCH_DRAIN_ONLY").is_some() {
+    let site_only = std::env::var_os("FORWARD_BENCH_SITE_ONLY").is_some();
+    let drain_only = std::env::var_os("FORWARD_BENCH_DRAIN_ONLY").is_some();
+    if !site_only {
+        drain_phase(&mut report);
+    }
+    if drain_only {
+        println!("{report}");
+        return;
+    }
+    let _ = writeln!(
+        report,
+        "\n### A site online, per record format\n\nPer shard: records/s mean over the run (share of the 1,000/s limit) and the highest 1-second window; latency = acceptance at the emulator minus arrival at the gateway, per device batch (ms).\n\n| format | load | readings | records | readings/record | records/s/shard | max records in 1 s | Kinesis bytes/reading | p50 / p99 / max | throttled | devices at 1/s one shard carries |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for format in ["kpl-cbor", "cbor", "kpl-json", "json"] {
+        site_phase(&mut report, format, 1, 1000, 1, 60);
+    }
+    for format in ["kpl-cbor", "cbor"] {
+        site_phase(&mut report, format, 4, 200, 100, 20);
+    }
+    if site_only {
         println!("{report}");
         return;
     }

@@ -532,7 +532,7 @@ impl Forwarder {
                 if self.map.as_deref() != Some(&map) {
                     self.apply_map(map);
                 }
-                self.resolve_misplaced();
+                self.resolve_misplaced(true);
             }
             Err(e) => {
                 self.refresh_backoff =
@@ -634,19 +634,26 @@ impl Forwarder {
     }
 
     /// Settles misplaced aggregates with the current map: a part whose hash key the shard it
-    /// landed on owns is delivered; the others are sent again. A shard not in the map any
-    /// more keeps only the parts of the aggregate's own hash key (its range is unknown).
-    fn resolve_misplaced(&mut self) {
+    /// landed on owns is delivered; the others are sent again. A shard the map does not hold
+    /// waits for the next listing (`listed`: this map is that listing); after it, the shard
+    /// keeps only the parts of the aggregate's own hash key (its range is unknown: it closed
+    /// again).
+    fn resolve_misplaced(&mut self, listed: bool) {
         let Some(map) = self.map.clone() else {
             return;
         };
         let mut resend = Vec::new();
+        let mut waiting = Vec::new();
         for (shard, explicit_hash_key, parts) in std::mem::take(&mut self.misplaced) {
             let range = map
                 .shards()
                 .iter()
                 .find(|s| *s.shard_id == *shard)
                 .map(|s| s.start..=s.end);
+            if range.is_none() && !listed {
+                waiting.push((shard, explicit_hash_key, parts));
+                continue;
+            }
             let label = self.metrics.shard(&shard);
             for part in parts {
                 let owned = match &range {
@@ -667,6 +674,7 @@ impl Forwarder {
                 }
             }
         }
+        self.misplaced = waiting;
         self.reroute_parts(resend);
     }
 
@@ -790,16 +798,26 @@ impl Forwarder {
         }
         self.reroute(failed);
         self.reroute_parts(failed_parts);
+        if !self.misplaced.is_empty() {
+            // Settled now if the map already knows the shards (a refresh came first).
+            self.resolve_misplaced(false);
+        }
     }
 
+    /// Lists the shards again now, or, if that happened within the last
+    /// `MISPREDICTION_REFRESH_GAP`, once that gap has passed (never dropped: a misplaced
+    /// aggregate waits for it).
     fn refresh_soon(&mut self) {
-        let recent = self
-            .last_misprediction_refresh
-            .is_some_and(|t| self.now.duration_since(t) < MISPREDICTION_REFRESH_GAP);
-        if !recent {
-            self.last_misprediction_refresh = Some(self.now);
-            self.refresh_due = self.refresh_due.min(self.now);
-        }
+        let at = match self.last_misprediction_refresh {
+            // Already scheduled.
+            Some(t) if t > self.now => t,
+            Some(t) if self.now.duration_since(t) < MISPREDICTION_REFRESH_GAP => {
+                t + MISPREDICTION_REFRESH_GAP
+            }
+            _ => self.now,
+        };
+        self.last_misprediction_refresh = Some(at);
+        self.refresh_due = self.refresh_due.min(at);
     }
 
     fn call_failed(&mut self, e: &ApiError, call: &str) {

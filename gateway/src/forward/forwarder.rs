@@ -665,7 +665,7 @@ impl Forwarder {
                         .readings_sent
                         .get_or_create(&label)
                         .inc_by(part.readings);
-                    self.accepted.push(part.id);
+                    self.accepted.extend_from_slice(&part.ids);
                 } else {
                     self.metrics
                         .misplaced_user_records

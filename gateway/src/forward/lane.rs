@@ -267,14 +267,48 @@ impl Lane {
                 let Some(q) = self.devices.get_mut(&device) else {
                     continue;
                 };
-                while let Some(e) = q.front() {
-                    let part = Part::new(format, device.clone(), e.id, &e.record);
-                    if agg.try_add(part, cap).is_err() {
-                        full = true;
-                        break;
+                if format == RecordFormat::KplCbor {
+                    // One user record of as many of its entries as fit: the CBOR record of
+                    // `cbor`, within what the aggregate has left (its framing in the part is
+                    // at most 14 bytes + the key beyond what the builder counts).
+                    let room = cap
+                        .saturating_sub(agg.kinesis_bytes())
+                        .saturating_sub(14 + device.len() as u64);
+                    let mut b = RecordBuilder::new(RecordFormat::Cbor, device.clone());
+                    let mut taken = Vec::new();
+                    while let Some(e) = q.front() {
+                        if !b.try_add(e.id, &e.record, room) {
+                            break;
+                        }
+                        if let Some(e) = q.pop_front() {
+                            taken.push(e);
+                        }
                     }
-                    self.queued_bytes -= e.stored_bytes;
-                    q.pop_front();
+                    let part = (!b.is_empty()).then(|| Part::from_cbor(b.finish()));
+                    match part.map(|p| agg.try_add(p, cap)) {
+                        Some(Ok(())) => {
+                            self.queued_bytes -= taken.iter().map(|e| e.stored_bytes).sum::<u64>();
+                            full = !q.is_empty();
+                        }
+                        // Nothing fits (or, against the bound above, the part did not):
+                        // the entries stay queued, in order.
+                        _ => {
+                            for e in taken.into_iter().rev() {
+                                q.push_front(e);
+                            }
+                            full = true;
+                        }
+                    }
+                } else {
+                    while let Some(e) = q.front() {
+                        let part = Part::new(format, device.clone(), e.id, &e.record);
+                        if agg.try_add(part, cap).is_err() {
+                            full = true;
+                            break;
+                        }
+                        self.queued_bytes -= e.stored_bytes;
+                        q.pop_front();
+                    }
                 }
                 if q.is_empty() {
                     self.devices.remove(&device);

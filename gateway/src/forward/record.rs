@@ -7,9 +7,11 @@
 //!   drain is bound by bytes, the limit that moves the data); online, a record is whatever
 //!   arrived since the last send.
 //! - `kpl-cbor`, `kpl-json`: many devices per record, all predicted to hash into the shard the
-//!   record is sent to, as a KPL aggregate of [`Part`]s. A part is one log entry: one user
-//!   record (`kpl-cbor`: the entry as a CBOR record) or one per reading (`kpl-json`), under the
-//!   device ID as partition key. The aggregate's partition key is its first part's device and
+//!   record is sent to, as a KPL aggregate of [`Part`]s, each under its device ID as partition
+//!   key. `kpl-cbor`: a part is one user record, the CBOR record of a device's consecutive
+//!   entries (one online; as many as fit while a backlog drains, so a drain costs the same
+//!   bytes per reading as `cbor`). `kpl-json`: a part is one log entry, one user record per
+//!   reading. The aggregate's partition key is its first part's device and
 //!   its ExplicitHashKey that device's hash key, so it lands on the first part's shard. A part
 //!   is never split, and the parts of one aggregate are accepted or refused together, except
 //!   when the aggregate lands on another shard than predicted (a split the map has not seen
@@ -55,8 +57,8 @@ pub struct Part {
     pub hash: u128,
     /// Its user records' data.
     pub user_records: Vec<Vec<u8>>,
-    /// Its log entry.
-    pub id: u64,
+    /// Its log entries.
+    pub ids: Vec<u64>,
     /// Readings it holds.
     pub readings: u64,
     /// Arrival of its entry (gateway UTC ms).
@@ -64,6 +66,18 @@ pub struct Part {
 }
 
 impl Part {
+    /// A `kpl-cbor` part: the CBOR record `record` built (one device's entries).
+    pub fn from_cbor(record: OutRecord) -> Self {
+        Self {
+            hash: hash_key(&record.device),
+            device: record.device,
+            user_records: vec![record.data],
+            ids: record.ids,
+            readings: record.readings,
+            received_ms: record.oldest_received_ms,
+        }
+    }
+
     /// The user records of log entry `id` in `format` (`kpl-cbor` or `kpl-json`).
     pub fn new(format: RecordFormat, device: Arc<str>, id: u64, entry: &BatchRecord) -> Self {
         let user_records = match format {
@@ -85,7 +99,7 @@ impl Part {
             hash: hash_key(&device),
             device,
             user_records,
-            id,
+            ids: vec![id],
             readings: entry.readings.len() as u64,
             received_ms: entry.received_ms,
         }
@@ -231,6 +245,12 @@ impl AggregateBuilder {
         Ok(())
     }
 
+    /// Kinesis bytes so far (partition key + aggregate; the framing when empty).
+    pub fn kinesis_bytes(&self) -> u64 {
+        let key = self.parts.first().map_or(0, |p| p.device.len());
+        (key + self.size.size()) as u64
+    }
+
     /// Whether `part` would fit within `cap`.
     pub fn fits(&self, part: &Part, cap: u64) -> bool {
         self.bytes_with(part) <= cap
@@ -248,7 +268,11 @@ impl AggregateBuilder {
             device: first.device.clone(),
             explicit_hash_key: Some(first.hash),
             data,
-            ids: self.parts.iter().map(|p| p.id).collect(),
+            ids: self
+                .parts
+                .iter()
+                .flat_map(|p| p.ids.iter().copied())
+                .collect(),
             readings: self.parts.iter().map(|p| p.readings).sum(),
             oldest_received_ms: self
                 .parts

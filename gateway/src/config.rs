@@ -107,6 +107,18 @@ impl GatewayConfig {
             buffer.backfill = Some(std::sync::Arc::new(BackfillExporter::new(dir, &export)));
         }
         let forward = self.forward.validate().map_err(ConfigError::Invalid)?;
+        let t = &self.telemetry;
+        if !(t.silent_after_intervals.is_finite() && t.silent_after_intervals >= 1.0) {
+            return Err(ConfigError::Invalid(
+                "telemetry.silent_after_intervals must be a number of at least 1".into(),
+            ));
+        }
+        if !(t.silent_min_secs.is_finite() && (0.0..=86_400.0 * 30.0).contains(&t.silent_min_secs))
+        {
+            return Err(ConfigError::Invalid(
+                "telemetry.silent_min_secs must be between 0 and 2592000 (30 days)".into(),
+            ));
+        }
         Ok(ValidConfig {
             ingest: self.ingest,
             buffer,

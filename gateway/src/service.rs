@@ -20,6 +20,21 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     let mut registry = Registry::default();
     let buffer_metrics = BufferMetrics::register(&mut registry);
     let ingest_metrics = IngestMetrics::register(&mut registry);
+    ingest_metrics.devices.set_silence(
+        config.telemetry.silent_after_intervals,
+        std::time::Duration::from_secs_f64(config.telemetry.silent_min_secs),
+    );
+    {
+        // `gateway_devices_silent` is recomputed every second (also when nothing arrives).
+        let devices = ingest_metrics.devices.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                devices.silent_at(std::time::Instant::now());
+            }
+        });
+    }
     // Backfill (retention_action = "backfill") exports through the same counters.
     config.export.metrics.register(&mut registry);
     // Forwarder metrics exist only when forwarding is on (no misleading `up 0` otherwise).

@@ -1,10 +1,12 @@
 //! Ingest counters, all named `gateway_ingest_*` (see README "Metrics").
 
+use crate::telemetry::devices::DeviceActivity;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 /// Label of the rejection counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +69,8 @@ pub struct IngestMetrics {
     pub tls_reload_failures: Counter,
     /// When the gateway's TLS certificate expires (Unix seconds), once TLS is configured.
     pub tls_certificate_expiry: Gauge,
+    /// Which devices sent when, for `gateway_devices_silent`.
+    pub devices: Arc<DeviceActivity>,
 }
 
 impl IngestMetrics {
@@ -90,6 +94,7 @@ impl IngestMetrics {
             tls_reloads: Counter::default(),
             tls_reload_failures: Counter::default(),
             tls_certificate_expiry: Gauge::default(),
+            devices: Arc::new(DeviceActivity::register(registry)),
         };
         let r = registry.sub_registry_with_prefix("gateway_ingest");
         r.register("messages", "Uplink messages received", m.messages.clone());

@@ -41,6 +41,7 @@ impl Receiver {
                 self.metrics
                     .device_dropped_readings
                     .inc_by(u64::from(v.device_dropped));
+                self.metrics.devices.batch(&v.batch.device, Instant::now());
                 self.writer.append(v.batch).is_ok()
             }
             Err(rejection) => {

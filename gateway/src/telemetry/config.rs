@@ -25,6 +25,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Log filter (tracing-subscriber `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// A device is silent (`gateway_devices_silent`) after this many of its usual intervals
+    /// between batches without one...
+    pub silent_after_intervals: f64,
+    /// ...and at least this many seconds.
+    pub silent_min_secs: f64,
 }
 
 impl Default for TelemetryConfig {
@@ -33,6 +38,8 @@ impl Default for TelemetryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9184)),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            silent_after_intervals: 10.0,
+            silent_min_secs: 60.0,
         }
     }
 }

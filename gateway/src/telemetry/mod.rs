@@ -2,6 +2,7 @@
 //! Each stage defines and registers its own metrics (`gateway_<stage>_*`).
 
 pub mod config;
+pub mod devices;
 pub mod health;
 pub mod http;
 pub mod logging;

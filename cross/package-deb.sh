@@ -84,6 +84,10 @@ install -m 0644 "$root/gateway/deploy/mosquitto/mosquitto.conf" "$root/gateway/d
 # The site CA script of README "MQTT over TLS" (openssl).
 install -d -m 0755 "$stage/usr/share/doc/telemetry-gateway/examples/tls"
 install -m 0755 "$root/gateway/deploy/tls/site-certs.sh" "$stage/usr/share/doc/telemetry-gateway/examples/tls/"
+# Prometheus alerting rules and the Grafana dashboard (README "Metrics").
+install -d -m 0755 "$stage/usr/share/telemetry-gateway/prometheus" "$stage/usr/share/telemetry-gateway/grafana"
+install -m 0644 "$root/gateway/deploy/prometheus/alerts.yml" "$stage/usr/share/telemetry-gateway/prometheus/"
+install -m 0644 "$root/gateway/deploy/grafana/gateway.json" "$stage/usr/share/telemetry-gateway/grafana/"
 gzip -9n <"$here/telemetry-gateway.1" >"$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 chmod 0644 "$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 {

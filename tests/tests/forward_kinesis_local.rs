@@ -22,49 +22,76 @@ fn hash_key(partition_key: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_to_kinesis_local_follows_a_reshard_and_loses_nothing() {
-    let mock = KinesisLocal::start(&[(STREAM, 2)])
+/// kinesis-local with `stream` of `shards` shards, and a gateway forwarding to it with
+/// `forward_extra`; also the endpoint and credential environment (for `gateway tail`).
+async fn start(
+    stream: &str,
+    shards: u32,
+    forward_extra: &str,
+) -> (KinesisLocal, GatewayProcess, Vec<(String, String)>) {
+    let mock = KinesisLocal::start(&[(stream, shards)])
         .await
         .expect("kinesis-local starts");
-    let client = mock.client();
-    let env_pairs: Vec<(String, String)> = mock
+    let env: Vec<(String, String)> = mock
         .env_vars()
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    let env = env_pairs.to_vec();
-    // Periodic refresh effectively off: only a misprediction can make the map follow.
     let gw = GatewayProcess::start(GatewayOptions {
-        extra_toml: forward_toml(
-            STREAM,
-            "shard_refresh_secs = 3600\ndelete_interval_ms = 100",
-        ),
-        env,
+        extra_toml: forward_toml(stream, forward_extra),
+        env: env.clone(),
         ..GatewayOptions::default()
     })
     .expect("gateway starts");
+    (mock, gw, env)
+}
+
+/// Starts devsim with `args` and an acked log.
+fn spawn_devsim(gw: &GatewayProcess, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
     let acked_log = gw.dir().join("acked.csv");
     let acked_arg = acked_log.display().to_string();
-    let sim = devsim::spawn(
-        gw.mqtt5,
-        &[
-            "--devices",
-            "10",
-            "--rate",
-            "10",
-            "--duration",
-            "12",
-            "--seed",
-            "11",
-            "--acked-log",
-            &acked_arg,
-            "--json",
-            "--drain-timeout",
-            "60",
-        ],
+    let mut all = vec!["--acked-log", &acked_arg, "--json", "--drain-timeout", "60"];
+    all.extend_from_slice(args);
+    (
+        devsim::spawn(gw.mqtt5, &all).expect("devsim starts"),
+        acked_log,
     )
-    .expect("devsim starts");
+}
+
+/// Waits for devsim to finish (it must succeed) and for the gateway to have forwarded
+/// everything; the readings devsim saw acked.
+async fn finish_and_drain(
+    gw: &GatewayProcess,
+    sim: std::process::Child,
+    acked_log: &std::path::Path,
+) -> std::collections::BTreeSet<(String, u32, u32)> {
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || devsim::finish(sim))
+        .await
+        .expect("join")
+        .expect("devsim finishes");
+    assert!(ok, "devsim: {stdout}\n{stderr}");
+    let acked = devsim::acked_readings(acked_log).expect("acked log");
+    gw.wait_metric(
+        "gateway_buffer_buffered_readings",
+        Duration::from_secs(60),
+        |v| v == 0.0,
+    )
+    .unwrap_or_else(|e| panic!("not drained: {e}\n{}", gw.log_text()));
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_kinesis_local_follows_a_reshard_and_loses_nothing() {
+    // Periodic refresh effectively off: only a misprediction can make the map follow.
+    let (mock, gw, env_pairs) = start(
+        STREAM,
+        2,
+        "shard_refresh_secs = 3600\ndelete_interval_ms = 100",
+    )
+    .await;
+    let client = mock.client();
+    #[rustfmt::skip]
+    let (sim, acked_log) = spawn_devsim(&gw, &["--devices", "10", "--rate", "10", "--duration", "12", "--seed", "11"]);
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
@@ -80,18 +107,7 @@ async fn forward_to_kinesis_local_follows_a_reshard_and_loses_nothing() {
         .await
         .expect("UpdateShardCount");
 
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || devsim::finish(sim))
-        .await
-        .expect("join")
-        .expect("devsim finishes");
-    assert!(ok, "devsim: {stdout}\n{stderr}");
-    let acked = devsim::acked_readings(&acked_log).expect("acked log");
-    gw.wait_metric(
-        "gateway_buffer_buffered_readings",
-        Duration::from_secs(60),
-        |v| v == 0.0,
-    )
-    .unwrap_or_else(|e| panic!("not drained: {e}\n{}", gw.log_text()));
+    let acked = finish_and_drain(&gw, sim, &acked_log).await;
 
     // The map followed: 3 open shards, found through a misprediction.
     assert_eq!(
@@ -221,57 +237,16 @@ async fn forward_to_kinesis_local_follows_a_reshard_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpl_json_records_are_read_back_by_tail_and_aws_kinesis_agg() {
     const JSON_STREAM: &str = "forward-json";
-    let mock = KinesisLocal::start(&[(JSON_STREAM, 2)])
-        .await
-        .expect("kinesis-local starts");
+    let (mock, gw, env_pairs) = start(
+        JSON_STREAM,
+        2,
+        "record_format = \"kpl-json\"\ndelete_interval_ms = 100",
+    )
+    .await;
     let client = mock.client();
-    let env_pairs: Vec<(String, String)> = mock
-        .env_vars()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let gw = GatewayProcess::start(GatewayOptions {
-        extra_toml: forward_toml(
-            JSON_STREAM,
-            "record_format = \"kpl-json\"\ndelete_interval_ms = 100",
-        ),
-        env: env_pairs.to_vec(),
-        ..GatewayOptions::default()
-    })
-    .expect("gateway starts");
-    let acked_log = gw.dir().join("acked.csv");
-    let acked_arg = acked_log.display().to_string();
-    let sim = devsim::spawn(
-        gw.mqtt5,
-        &[
-            "--devices",
-            "8",
-            "--rate",
-            "10",
-            "--duration",
-            "5",
-            "--seed",
-            "3",
-            "--acked-log",
-            &acked_arg,
-            "--json",
-            "--drain-timeout",
-            "60",
-        ],
-    )
-    .expect("devsim starts");
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || devsim::finish(sim))
-        .await
-        .expect("join")
-        .expect("devsim finishes");
-    assert!(ok, "devsim: {stdout}\n{stderr}");
-    let acked = devsim::acked_readings(&acked_log).expect("acked log");
-    gw.wait_metric(
-        "gateway_buffer_buffered_readings",
-        Duration::from_secs(60),
-        |v| v == 0.0,
-    )
-    .unwrap_or_else(|e| panic!("not drained: {e}\n{}", gw.log_text()));
+    #[rustfmt::skip]
+    let (sim, acked_log) = spawn_devsim(&gw, &["--devices", "8", "--rate", "10", "--duration", "5", "--seed", "3"]);
+    let acked = finish_and_drain(&gw, sim, &acked_log).await;
 
     let records = e2e::read_all_records(&client, JSON_STREAM)
         .await

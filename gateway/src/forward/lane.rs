@@ -167,6 +167,16 @@ impl Lane {
             && self.next_aggregate.is_none_or(|t| now >= t)
     }
 
+    /// Records and bytes one request may carry now: what the bucket has, within
+    /// `max_request_bytes` and PutRecords' limits.
+    fn request_budget(&mut self, now: Instant, max_request_bytes: u64) -> (u64, u64) {
+        let (records, bytes) = self.bucket.available(now);
+        (
+            records.min(KINESIS_MAX_REQUEST_RECORDS as u64),
+            bytes.min(max_request_bytes.min(KINESIS_MAX_REQUEST_BYTES)),
+        )
+    }
+
     /// Builds the next request within the bucket, `max_request_bytes` and the PutRecords
     /// limits: retries first, in order; then one record per device in turn, each coalescing
     /// that device's queued entries up to `max_record_bytes` or what is left of the request.
@@ -181,9 +191,7 @@ impl Lane {
         if format.aggregated() {
             return self.build_aggregates(now, format, max_record_bytes, max_request_bytes);
         }
-        let (records, bytes) = self.bucket.available(now);
-        let mut records = records.min(KINESIS_MAX_REQUEST_RECORDS as u64);
-        let mut bytes = bytes.min(max_request_bytes.min(KINESIS_MAX_REQUEST_BYTES));
+        let (mut records, mut bytes) = self.request_budget(now, max_request_bytes);
         let mut out = Vec::new();
         while let Some(r) = self.retry.front() {
             if records == 0 || r.kinesis_bytes() > bytes {
@@ -245,9 +253,7 @@ impl Lane {
         max_record_bytes: u64,
         max_request_bytes: u64,
     ) -> Vec<OutRecord> {
-        let (records, bytes) = self.bucket.available(now);
-        let mut records = records.min(KINESIS_MAX_REQUEST_RECORDS as u64);
-        let mut bytes = bytes.min(max_request_bytes.min(KINESIS_MAX_REQUEST_BYTES));
+        let (mut records, mut bytes) = self.request_budget(now, max_request_bytes);
         let mut out = Vec::new();
         while records > 0 && self.has_work() {
             let cap = max_record_bytes.min(bytes);

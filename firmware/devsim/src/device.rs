@@ -41,6 +41,29 @@ pub struct DeviceReport {
     pub latencies_ms: Vec<f32>,
 }
 
+impl DeviceReport {
+    /// An empty report of device `id`.
+    pub fn new(id: String) -> Self {
+        Self {
+            id,
+            boot: 0,
+            status: Status::default(),
+            acked: Vec::new(),
+            link_cuts: 0,
+            error: None,
+            latencies_ms: Vec::new(),
+        }
+    }
+
+    /// The report of device `id` that did not run: `error` says why.
+    pub fn failed(id: String, error: &str) -> Self {
+        Self {
+            error: Some(error.to_owned()),
+            ..Self::new(id)
+        }
+    }
+}
+
 /// Per-device seed derived from the master seed.
 fn seed_for(master: u64, index: usize, stream: u64) -> u64 {
     let mut rng = SplitMix64::new(
@@ -89,15 +112,7 @@ fn build<const N: usize>(
     index: usize,
 ) -> Result<(Device<'_, N>, SimConnector), Box<DeviceReport>> {
     let id: &str = settings.ids.get(index).map_or("", String::as_str);
-    let mut report = DeviceReport {
-        id: id.to_owned(),
-        boot: 0,
-        status: Status::default(),
-        acked: Vec::new(),
-        link_cuts: 0,
-        error: None,
-        latencies_ms: Vec::new(),
-    };
+    let mut report = DeviceReport::new(id.to_owned());
     let device = match DeviceId::new(id) {
         Ok(d) => d,
         Err(e) => {

@@ -38,15 +38,9 @@ pub async fn run(settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Res
                 let id = settings.ids.get(index).cloned().unwrap_or_default();
                 let report = pool.spawn(move || spawn_sized_tls(settings, index, shutdown));
                 tasks.spawn(async move {
-                    report.await.unwrap_or_else(|_| DeviceReport {
-                        id,
-                        boot: 0,
-                        status: Default::default(),
-                        acked: Vec::new(),
-                        link_cuts: 0,
-                        error: Some("device worker thread died".into()),
-                        latencies_ms: Vec::new(),
-                    })
+                    report
+                        .await
+                        .unwrap_or_else(|_| DeviceReport::failed(id, "device worker thread died"))
                 });
             }
         }
@@ -56,15 +50,10 @@ pub async fn run(settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Res
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(report) => reports.push(report),
-            Err(e) => reports.push(DeviceReport {
-                id: "?".into(),
-                boot: 0,
-                status: Default::default(),
-                acked: Vec::new(),
-                link_cuts: 0,
-                error: Some(format!("device task failed: {e}")),
-                latencies_ms: Vec::new(),
-            }),
+            Err(e) => reports.push(DeviceReport::failed(
+                "?".into(),
+                &format!("device task failed: {e}"),
+            )),
         }
     }
     reports.sort_by(|a, b| a.id.cmp(&b.id));

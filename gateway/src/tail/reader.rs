@@ -147,21 +147,28 @@ pub async fn read_shard(
     start: Start,
     events: mpsc::UnboundedSender<ShardEvent>,
 ) {
-    let fail = |error: String| ShardEvent::Failed {
-        shard: shard.clone(),
-        error,
-    };
+    // An iterator, or `None` after reporting the shard done (no iterator: closed and read)
+    // or failed.
+    let open =
+        async |after: Option<&str>| match iterator(&client, &stream, &shard, &start, after).await {
+            Ok(Some(it)) => Some(it),
+            Ok(None) => {
+                let _ = events.send(ShardEvent::Done {
+                    shard: shard.clone(),
+                });
+                None
+            }
+            Err(error) => {
+                let _ = events.send(ShardEvent::Failed {
+                    shard: shard.clone(),
+                    error,
+                });
+                None
+            }
+        };
     let mut last_sequence: Option<String> = None;
-    let mut it = match iterator(&client, &stream, &shard, &start, None).await {
-        Ok(Some(it)) => it,
-        Ok(None) => {
-            let _ = events.send(ShardEvent::Done { shard });
-            return;
-        }
-        Err(e) => {
-            let _ = events.send(fail(e));
-            return;
-        }
+    let Some(mut it) = open(None).await else {
+        return;
     };
     let mut failures = 0u32;
     loop {
@@ -180,25 +187,18 @@ pub async fn read_shard(
             Err(e) => {
                 let code = e.code().unwrap_or_default().to_owned();
                 if code == "ExpiredIteratorException" {
-                    match iterator(&client, &stream, &shard, &start, last_sequence.as_deref()).await
-                    {
-                        Ok(Some(fresh)) => it = fresh,
-                        Ok(None) => {
-                            let _ = events.send(ShardEvent::Done { shard });
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = events.send(fail(e));
-                            return;
-                        }
+                    match open(last_sequence.as_deref()).await {
+                        Some(fresh) => it = fresh,
+                        None => return,
                     }
                     continue;
                 }
                 failures += 1;
                 if failures > 10 {
-                    let _ = events.send(fail(
-                        aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
-                    ));
+                    let _ = events.send(ShardEvent::Failed {
+                        shard: shard.clone(),
+                        error: aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
+                    });
                     return;
                 }
                 // Throttled or a passing failure: back off, then the same iterator again.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Firmware checks: builds both board images (release), prints their flash and static RAM use
+# Firmware checks: builds the board images (release: Nucleo, ESP32-C3, the virtual board), prints their flash and static RAM use
 # and enforces the Nucleo-F429ZI budget, runs the board-support unit tests on the host and the
 # core's tests on a Cortex-M4 under QEMU. Installs what it needs when missing (so it is safe to
 # run again) and exits non-zero on any failure or missing tool.
@@ -64,7 +64,7 @@ done
 qemu-system-arm --version | head -n 1
 
 step "Formatting of the firmware crates outside the workspace"
-for crate in boards/common boards/nucleo-f429zi boards/esp32c3 qemu-tests; do
+for crate in boards/common boards/lan9118 boards/mps2-an386 boards/nucleo-f429zi boards/esp32c3 qemu-tests; do
   (cd "$here/$crate" && cargo fmt -- --check) || die "cargo fmt: $crate is not formatted"
 done
 
@@ -82,6 +82,9 @@ build_board() { # build_board CRATE TARGET [FEATURE]: prints the ELF path
 }
 stm32_elf=$(build_board nucleo-f429zi thumbv7em-none-eabihf)
 esp_elf=$(build_board esp32c3 riscv32imc-unknown-none-elf)
+# The virtual board (QEMU mps2-an386); tests/tests/virtual_board.rs builds it again with the
+# settings of each test and runs it against a gateway.
+virtual_elf=$(build_board mps2-an386 thumbv7em-none-eabihf)
 
 step "TLS images (--features tls; a site CA of site-certs.sh kept in the build cache)"
 # The certificates stay between runs so the images are not rebuilt for new ones every time.
@@ -143,6 +146,8 @@ report esp32c3+tls "$esp_tls_elf"
 printf '               TLS costs the esp32c3 %d B of flash (%s) and %d B of static RAM (%s)\n' \
   $(( flash - esp_flash )) "$(kib $(( flash - esp_flash )))" $(( ram_wo_ring - esp_ram )) "$(kib $(( ram_wo_ring - esp_ram )))"
 echo "               (esp32c3 static RAM includes the Wi-Fi heap: 36 KiB in .bss, 64 KiB reclaimed bootloader RAM in .dram2_uninit)"
+report mps2-an386 "$virtual_elf"
+echo "               (the virtual board: no budget; QEMU gives it 4 MiB of each)"
 report nucleo-f429zi "$stm32_elf"
 over=
 [ "$flash" -le "$STM32_FLASH_BUDGET" ] || over="flash $flash B > $STM32_FLASH_BUDGET B"
@@ -162,7 +167,7 @@ echo "nucleo-f429zi+tls: over the 128 KiB / 32 KiB budget by design (TLS is opt-
 step "Board support unit tests (host)"
 (cd "$here/boards/common" && CARGO_TARGET_DIR="$fw_target/common" cargo test --locked)
 
-step "Core tests on a Cortex-M4 (QEMU mps2-an386, timeout ${qemu_timeout}s)"
+step "Core tests and the LAN9118 driver on a Cortex-M4 (QEMU mps2-an386, timeout ${qemu_timeout}s)"
 (cd "$here/qemu-tests" && CARGO_TARGET_DIR="$fw_target/qemu-tests" cargo build --locked --release)
 qemu_log=$(mktemp)
 trap 'rm -f "$qemu_log"' EXIT
@@ -178,5 +183,7 @@ defined=$(grep -rhE '^\s*#\[(cfg_attr\(test, test\)|test)\]\s*$' "$here/core/src
 ran=$(grep -c '^test .* \.\.\. ok$' "$qemu_log" || true)
 [ "$ran" -eq "$defined" ] \
   || die "QEMU ran $ran tests but firmware/core/src defines $defined: list them all in core/src/target_tests.rs"
+grep -q '^driver lan9118 loopback (.*) \.\.\. ok$' "$qemu_log" \
+  || die "the LAN9118 driver's loopback test against QEMU's model did not pass"
 
 step "Done in $(( $(date +%s) - started )) s"

@@ -44,6 +44,7 @@ mod read_back;
 pub mod site_certs;
 pub mod tail;
 pub mod uplink;
+pub mod virtual_board;
 
 pub use error::HarnessError;
 pub use gateway_process::{GatewayOptions, GatewayProcess};

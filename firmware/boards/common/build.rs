@@ -3,7 +3,7 @@
 //! a message instead of failing on the device.
 
 use std::fmt::Write as _;
-use std::net::SocketAddrV4;
+use std::net::Ipv4Addr;
 
 // The settings both boards share; Wi-Fi credentials live in the ESP32-C3 crate.
 const BROKER: &str = "FW_BROKER";
@@ -11,6 +11,7 @@ const DEVICE_ID: &str = "FW_DEVICE_ID";
 const MQTT_PASSWORD: &str = "FW_MQTT_PASSWORD";
 const RING_CAPACITY: &str = "FW_RING_CAPACITY";
 const SAMPLE_PERIOD_MS: &str = "FW_SAMPLE_PERIOD_MS";
+const SNTP_SERVER: &str = "FW_SNTP_SERVER";
 // TLS (images built with `--features tls`): PEM files, checked by the core's own code.
 const TLS_CA: &str = "FW_TLS_CA";
 const TLS_SERVER_NAME: &str = "FW_TLS_SERVER_NAME";
@@ -20,6 +21,7 @@ const TLS_KEY: &str = "FW_TLS_KEY";
 const DEFAULT_BROKER: &str = "192.168.1.10:1883";
 const DEFAULT_RING_CAPACITY: usize = 4096;
 const DEFAULT_SAMPLE_PERIOD_MS: u64 = 10_000;
+const DEFAULT_SNTP_SERVER: &str = "pool.ntp.org:123";
 
 fn var(name: &str) -> Option<String> {
     println!("cargo::rerun-if-env-changed={name}");
@@ -33,11 +35,22 @@ fn fail(message: String) -> ! {
 
 fn main() {
     let broker = var(BROKER).unwrap_or_else(|| DEFAULT_BROKER.to_owned());
-    let broker: SocketAddrV4 = broker.parse().unwrap_or_else(|_| {
+    let broker = Endpoint::parse(&broker, None).unwrap_or_else(|why| {
         fail(format!(
-            "{BROKER}={broker:?} is not IPv4:port (e.g. 192.168.1.10:1883; no host names)"
+            "{BROKER}={broker:?}: {why} (expected host:port, the host an IPv4 address or a DNS name, e.g. 192.168.1.10:1883 or gateway.local:1883)"
         ))
     });
+    // Time: SNTP once the network is up; "off" keeps the gateway dating readings on arrival.
+    let sntp = var(SNTP_SERVER).unwrap_or_else(|| DEFAULT_SNTP_SERVER.to_owned());
+    let sntp = if sntp == "off" {
+        None
+    } else {
+        Some(Endpoint::parse(&sntp, Some(123)).unwrap_or_else(|why| {
+            fail(format!(
+                "{SNTP_SERVER}={sntp:?}: {why} (expected host[:port] or off, e.g. pool.ntp.org or 192.168.1.1:123)"
+            ))
+        }))
+    };
 
     let device_id = var(DEVICE_ID);
     if let Some(id) = &device_id
@@ -70,14 +83,22 @@ fn main() {
     };
 
     let mut out = String::new();
-    let [a, b, c, d] = broker.ip().octets();
     let _ = writeln!(
         out,
-        "/// `{BROKER}`: the gateway's MQTT v5 listener (IPv4)."
+        "/// `{BROKER}`: the gateway's MQTT v5 listener, by IPv4 address or DNS name."
     );
-    let _ = writeln!(out, "pub const BROKER_IP: [u8; 4] = [{a}, {b}, {c}, {d}];");
+    let _ = writeln!(out, "pub const BROKER_HOST: &str = {:?};", broker.host);
     let _ = writeln!(out, "/// `{BROKER}`: its port.");
-    let _ = writeln!(out, "pub const BROKER_PORT: u16 = {};", broker.port());
+    let _ = writeln!(out, "pub const BROKER_PORT: u16 = {};", broker.port);
+    let _ = writeln!(
+        out,
+        "/// `{SNTP_SERVER}`: the time server (host, port), or `None` when set to `off`."
+    );
+    let _ = writeln!(
+        out,
+        "pub const SNTP_SERVER: Option<(&str, u16)> = {:?};",
+        sntp.map(|s| (s.host, s.port))
+    );
     let _ = writeln!(
         out,
         "/// `{DEVICE_ID}`: `None` derives the ID from the chip's unique ID or MAC address."
@@ -146,7 +167,7 @@ fn read_key(path: &str) -> [u8; 32] {
 /// `FW_TLS_*`: with the `tls` feature, the pinned site CA, the gateway's name and the
 /// optional device certificate and key, written beside settings.rs and checked with the
 /// core's own code so a bad file fails the build, not the device.
-fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &SocketAddrV4) {
+fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &Endpoint) {
     use sensor_node_core::tls::{CaKey, DeviceCredentials, ServerName};
     let enabled = std::env::var_os("CARGO_FEATURE_TLS").is_some();
     let ca = var(TLS_CA);
@@ -172,11 +193,11 @@ fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &SocketAddr
             "{TLS_CA}={ca}: not a self-signed P-256 CA certificate ({e:?})"
         ));
     }
-    let name = name.unwrap_or_else(|| broker.ip().to_string());
+    let name = name.unwrap_or_else(|| broker.host.clone());
     if ServerName::parse(&name).is_none() {
         fail(format!("{TLS_SERVER_NAME} must not be empty"));
     }
-    if broker.port() == 1883 {
+    if broker.port == 1883 {
         println!(
             "cargo::warning={BROKER} uses port 1883, the gateway's plaintext listener; its TLS listener is 8883 by default"
         );
@@ -216,7 +237,7 @@ fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &SocketAddr
     );
     let _ = writeln!(
         out,
-        "/// `{TLS_SERVER_NAME}` (default: the broker's IP): the name in the gateway's certificate."
+        "/// `{TLS_SERVER_NAME}` (default: the broker's host): the name in the gateway's certificate."
     );
     let _ = writeln!(out, "pub const TLS_SERVER_NAME: &str = {name:?};");
     let _ = writeln!(
@@ -227,4 +248,54 @@ fn tls_settings(out: &mut String, out_dir: &std::path::Path, broker: &SocketAddr
         out,
         "pub const TLS_DEVICE: Option<(&[u8], &[u8; 32])> = {device};"
     );
+}
+
+/// A network endpoint given at build time: an IPv4 address or a DNS name, and a port.
+struct Endpoint {
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    /// `host:port`, or `host` alone when `default_port` is given.
+    fn parse(text: &str, default_port: Option<u16>) -> Result<Self, String> {
+        let (host, port) = match (text.rsplit_once(':'), default_port) {
+            (Some((host, port)), _) => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("{port:?} is not a port"))?;
+                (host, port)
+            }
+            (None, Some(port)) => (text, port),
+            (None, None) => return Err("no port".into()),
+        };
+        if host.parse::<Ipv4Addr>().is_err() && !is_dns_name(host) {
+            return Err(format!(
+                "{host:?} is neither an IPv4 address nor a DNS name (IPv6 is not supported)"
+            ));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, 1-63
+/// characters each, 253 in all, not all-numeric (that would be a mistyped address).
+fn is_dns_name(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(label_ok)
+        && !name
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -11,6 +11,13 @@ pub trait Clock {
 
     /// Completes once `now_ms() >= deadline_ms` (at once if already past).
     fn sleep_until(&self, deadline_ms: u64) -> impl Future<Output = ()>;
+
+    /// The UTC instant of boot (ms since the Unix epoch, so that `utc = boot_utc_ms + now_ms`)
+    /// once the device knows it (SNTP, RTC), else `None`. Batches carry it from the moment it
+    /// is known; without it the gateway dates readings by its own arrival time.
+    fn boot_utc_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<C: Clock> Clock for &C {
@@ -20,5 +27,9 @@ impl<C: Clock> Clock for &C {
 
     fn sleep_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
         (**self).sleep_until(deadline_ms)
+    }
+
+    fn boot_utc_ms(&self) -> Option<u64> {
+        (**self).boot_utc_ms()
     }
 }

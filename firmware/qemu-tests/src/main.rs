@@ -1,5 +1,5 @@
 //! Runs `sensor_node_core::target_tests::every()` (the core's unit and protocol tests, and its
-//! TLS layer's) on the real
+//! TLS layer's), then the virtual board's LAN9118 driver against QEMU's model, on the real
 //! instruction set: a Cortex-M4 with FPU, emulated by `qemu-system-arm -M mps2-an386`.
 //!
 //! Prints one line per test and a closing `N passed, N failed` line through semihosting, and
@@ -15,6 +15,8 @@ use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
 use sensor_node_core::target_tests::{Test, every};
 
+mod lan9118_loopback;
+
 /// Index into [`every`] of the test running now.
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 
@@ -28,6 +30,13 @@ fn main() -> ! {
         CURRENT.store(i, Ordering::SeqCst);
         (test.run)();
         hprintln!("test {} ... ok", name(test));
+    }
+    match lan9118_loopback::run() {
+        Ok(frames) => hprintln!("driver lan9118 loopback ({} frames) ... ok", frames),
+        Err(why) => {
+            hprintln!("driver lan9118 loopback ... FAILED: {}", why);
+            debug::exit(debug::EXIT_FAILURE);
+        }
     }
     hprintln!("qemu: {} passed, 0 failed", every().count());
     debug::exit(debug::EXIT_SUCCESS);

@@ -7,6 +7,8 @@
 //! | SHT4x (temperature ch 0, humidity ch 1) | I2C0: SDA = GPIO4, SCL = GPIO5, 3V3, GND; 100 kHz |
 //! | die temperature (ch 2) | the chip's internal temperature sensor (TSENS) |
 //! | network | Wi-Fi station (`FW_WIFI_SSID`, `FW_WIFI_PASSWORD`), DHCP |
+//! | watchdog | RTC watchdog (stage 0 resets the system), 30 s, fed by the core's loop |
+//! | time | UTC from SNTP (`FW_SNTP_SERVER`) once DHCP is done |
 //! | boot counter | flash 0x9000..0xB000: the first two 4 KiB sectors of the `nvs` partition of espflash's default partition table |
 //! | log | defmt over the USB serial JTAG (espflash `--log-format defmt`) |
 //!
@@ -19,7 +21,9 @@
 mod chip_sensors;
 
 use board_common::boot_store::Sector;
-use board_common::{Both, EmbassyClock, FlashBootStore, TcpConnector, device_id, settings};
+use board_common::{
+    Both, EmbassyClock, FeedWatchdog, FlashBootStore, TcpConnector, device_id, settings,
+};
 use chip_sensors::ChipTemperature;
 use defmt::{error, info, warn};
 use embassy_executor::Spawner;
@@ -28,6 +32,7 @@ use embassy_time::Timer;
 use esp_hal::clock::CpuClock;
 use esp_hal::i2c::master::{self as i2c, I2c};
 use esp_hal::rng::Rng;
+use esp_hal::rtc_cntl::{Rtc, RwdtStage};
 use esp_hal::timer::timg::TimerGroup;
 use esp_hal::tsens::{self, TemperatureSensor};
 use esp_radio::wifi::sta::StationConfig;
@@ -36,7 +41,7 @@ use esp_radio::wifi::{
 };
 use esp_storage::FlashStorage;
 use sensor_node_core::sensor::{Precision, SHT4X_ADDRESS, Sht4x};
-use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, NoHooks, Node, start_boot};
+use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, Node, start_boot};
 use static_cell::{ConstStaticCell, StaticCell};
 use telemetry_wire::DeviceId;
 use telemetry_wire::limits::MAX_DEVICE_ID_LEN;
@@ -65,6 +70,10 @@ const BOOT_SECTORS: [Sector; 2] = [
         len: 0x1000,
     },
 ];
+
+/// Watchdog (RTC watchdog, stage 0 resets the system) period: above the longest wait of the
+/// loop without a wake-up (a write bounded by board_common's 20 s TCP timeout).
+const WATCHDOG: esp_hal::time::Duration = esp_hal::time::Duration::from_secs(30);
 
 /// TCP socket buffers: inbound carries only acks and PUBACKs; outbound holds one batch.
 const TCP_RX: usize = 1024;
@@ -135,7 +144,8 @@ async fn main(spawner: Spawner) -> ! {
     };
     let rng = Rng::new();
     let seed = u64::from(rng.random()) << 32 | u64::from(rng.random());
-    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    // Sockets: DHCP, DNS, the broker's TCP and SNTP's UDP.
+    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         Interface::station(),
         embassy_net::Config::dhcpv4(Default::default()),
@@ -148,6 +158,12 @@ async fn main(spawner: Spawner) -> ! {
             spawner.spawn(net);
         }
         _ => halt("network tasks already running").await,
+    }
+    if let Some(server) = settings::SNTP_SERVER {
+        match sntp_task(stack, server) {
+            Ok(task) => spawner.spawn(task),
+            Err(_) => halt("SNTP task already running").await,
+        }
     }
 
     // Sensors: SHT4x on I2C0 (blocking: a transfer takes under 1 ms at 100 kHz; the
@@ -171,7 +187,7 @@ async fn main(spawner: Spawner) -> ! {
     let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
     let connector = TcpConnector::new(
         stack,
-        settings::BROKER_IP,
+        settings::BROKER_HOST,
         settings::BROKER_PORT,
         tcp_rx,
         tcp_tx,
@@ -200,12 +216,17 @@ async fn main(spawner: Spawner) -> ! {
     let jitter_seed = u64::from_le_bytes(jitter_seed);
     let node = NODE.init_with(|| Node::new(device, boot, board_common::node_config(jitter_seed)));
 
+    // Started once the settings are known good: a halted board (bad settings) stays halted
+    // instead of rebooting, and writing its boot counter, forever.
+    let mut rtc = Rtc::new(peripherals.RTC_TIMER);
+    rtc.rwdt.set_timeout(RwdtStage::Stage0, WATCHDOG);
+    rtc.rwdt.enable();
     let result = sensor_node_core::run(
         node,
         &mut sensors,
         &EmbassyClock,
         &mut connector,
-        &mut NoHooks,
+        &mut FeedWatchdog::new(|| rtc.rwdt.feed()),
         MqttBuffers {
             rx: mqtt_rx,
             tx: mqtt_tx,
@@ -239,6 +260,11 @@ async fn wifi_task(mut controller: WifiController<'static>) -> ! {
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Interface>) -> ! {
     runner.run().await
+}
+
+#[embassy_executor::task]
+async fn sntp_task(stack: embassy_net::Stack<'static>, server: (&'static str, u16)) -> ! {
+    board_common::sntp::keep_time(stack, server).await
 }
 
 /// Stops here for good, logging why once a minute (the node must not run).

@@ -8,6 +8,8 @@
 //! | die temperature (ch 2), VDDA (ch 3) | ADC1 internal channels (temperature sensor, VREFINT) |
 //! | Ethernet | on-board LAN8742A PHY over RMII (PA1, PA2, PA7, PB13, PC1, PC4, PC5, PG11, PG13), DHCP |
 //! | boot counter | flash sectors 12 and 13 (0x0810_0000..0x0810_8000, 2 x 16 KiB, bank 2) |
+//! | watchdog | IWDG (LSI), 30 s, fed by the core's loop at every wake-up |
+//! | time | UTC from SNTP (`FW_SNTP_SERVER`) once DHCP is done |
 //! | log | defmt over RTT (probe-rs) |
 //!
 //! The MAC address is locally administered and derived from the chip's unique ID; so is the
@@ -20,7 +22,9 @@
 mod mcu_sensors;
 
 use board_common::boot_store::Sector;
-use board_common::{Both, EmbassyClock, FlashBootStore, TcpConnector, device_id, settings};
+use board_common::{
+    Both, EmbassyClock, FeedWatchdog, FlashBootStore, TcpConnector, device_id, settings,
+};
 use defmt::{error, info};
 use embassy_executor::Spawner;
 use embassy_net::StackResources;
@@ -30,11 +34,12 @@ use embassy_stm32::i2c::{self, I2c};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
+use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, eth};
 use embassy_time::Timer;
 use mcu_sensors::McuSensors;
 use sensor_node_core::sensor::{Precision, SHT4X_ADDRESS, Sht4x};
-use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, NoHooks, Node, start_boot};
+use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, Node, start_boot};
 use static_cell::{ConstStaticCell, StaticCell};
 use telemetry_wire::DeviceId;
 use telemetry_wire::limits::MAX_DEVICE_ID_LEN;
@@ -62,6 +67,10 @@ const BOOT_SECTORS: [Sector; 2] = [
     },
 ];
 
+/// Watchdog period: above the longest wait of the loop without a wake-up (a write bounded by
+/// board_common's 20 s TCP timeout), below the IWDG's 32.7 s maximum.
+const WATCHDOG_US: u32 = 30_000_000;
+
 /// TCP socket buffers: inbound carries only acks and PUBACKs; outbound holds one batch.
 const TCP_RX: usize = 1024;
 const TCP_TX: usize = 2048;
@@ -74,6 +83,11 @@ type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
+}
+
+#[embassy_executor::task]
+async fn sntp_task(stack: embassy_net::Stack<'static>, server: (&'static str, u16)) -> ! {
+    board_common::sntp::keep_time(stack, server).await
 }
 
 #[embassy_executor::main]
@@ -126,7 +140,8 @@ async fn main(spawner: Spawner) -> ! {
         p.PA2, // MDIO
         p.PC1, // MDC
     );
-    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    // Sockets: DHCP, DNS, the broker's TCP and SNTP's UDP.
+    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         ethernet,
         embassy_net::Config::dhcpv4(Default::default()),
@@ -136,6 +151,12 @@ async fn main(spawner: Spawner) -> ! {
     match net_task(runner) {
         Ok(task) => spawner.spawn(task),
         Err(_) => halt("network task already running").await,
+    }
+    if let Some(server) = settings::SNTP_SERVER {
+        match sntp_task(stack, server) {
+            Ok(task) => spawner.spawn(task),
+            Err(_) => halt("SNTP task already running").await,
+        }
     }
 
     // Sensors: SHT4x on I2C1 (blocking: a transfer takes under 1 ms at 100 kHz; the
@@ -155,7 +176,7 @@ async fn main(spawner: Spawner) -> ! {
     let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
     let connector = TcpConnector::new(
         stack,
-        settings::BROKER_IP,
+        settings::BROKER_HOST,
         settings::BROKER_PORT,
         tcp_rx,
         tcp_tx,
@@ -183,12 +204,16 @@ async fn main(spawner: Spawner) -> ! {
     ]);
     let node = NODE.init_with(|| Node::new(device, boot, board_common::node_config(jitter_seed)));
 
+    // Started once the settings are known good: a halted board (bad settings) stays halted
+    // instead of rebooting, and writing its boot counter, forever.
+    let mut watchdog = IndependentWatchdog::new(p.IWDG, WATCHDOG_US);
+    watchdog.unleash();
     let result = sensor_node_core::run(
         node,
         &mut sensors,
         &EmbassyClock,
         &mut connector,
-        &mut NoHooks,
+        &mut FeedWatchdog::new(|| watchdog.pet()),
         MqttBuffers {
             rx: mqtt_rx,
             tx: mqtt_tx,

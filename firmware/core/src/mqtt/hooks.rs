@@ -1,5 +1,5 @@
 //! Hooks let a host (the simulator, tests) observe and steer the I/O loop without forking it.
-//! Boards pass [`NoHooks`].
+//! Boards pass [`NoHooks`] or hooks that feed their watchdog ([`Hooks::on_wake`]).
 
 use crate::node::AckOutcome;
 use crate::sender::BatchPlan;
@@ -31,6 +31,11 @@ pub trait Hooks {
     fn sampling_enabled(&mut self, _now_ms: u64, _status: &Status) -> bool {
         true
     }
+
+    /// The loop woke up (at least every `idle_wake_ms`, connected or not) and goes on:
+    /// proof of progress, where a board feeds its watchdog. The only waits without such
+    /// wake-ups are writes to the transport, bounded by its own timeout.
+    fn on_wake(&mut self, _now_ms: u64) {}
 
     /// Whether the loop should end now (checked at every wake-up, at least every
     /// `idle_wake_ms`). The loop then disconnects gracefully and returns `Ok(())`.

@@ -180,6 +180,13 @@ where
         'connected: loop {
             let now = clock.now_ms();
             ctx.sample(now);
+            // Time learnt meanwhile (SNTP) dates every reading of this boot, older ones too.
+            if let Some(utc) = clock.boot_utc_ms()
+                && ctx.node.identity().boot_utc_ms != Some(utc)
+            {
+                ctx.node.set_boot_utc_ms(utc);
+            }
+            ctx.hooks.on_wake(now);
             if ctx.hooks.should_stop(now, &ctx.node.status()) {
                 let _ = conn.disconnect().await;
                 return Ok(());
@@ -318,6 +325,7 @@ impl<const N: usize, S: Sensor, C: Clock, H: Hooks> Ctx<'_, '_, N, S, C, H> {
         loop {
             let now = self.clock.now_ms();
             self.sample(now);
+            self.hooks.on_wake(now);
             if self.hooks.should_stop(now, &self.node.status()) {
                 return Idle::Stop;
             }

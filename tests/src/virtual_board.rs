@@ -36,8 +36,13 @@ fn board_crate() -> PathBuf {
 }
 
 /// Builds the virtual board's release image with `settings` (`FW_*` variables, see
-/// firmware/README.md; unset ones take their defaults) and copies it to `into`.
-pub fn build_image(settings: &[(&str, String)], into: &Path) -> Result<PathBuf, HarnessError> {
+/// firmware/README.md; unset ones take their defaults) and cargo `features` (e.g. `tls`), and
+/// copies it to `into`.
+pub fn build_image(
+    settings: &[(&str, String)],
+    features: &[&str],
+    into: &Path,
+) -> Result<PathBuf, HarnessError> {
     let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let fw_target = std::env::var_os("FW_TARGET_DIR")
         .map(PathBuf::from)
@@ -47,6 +52,7 @@ pub fn build_image(settings: &[(&str, String)], into: &Path) -> Result<PathBuf, 
     let mut command = Command::new(cargo);
     command
         .args(["build", "--release", "--locked"])
+        .args(["--features", &features.join(",")])
         .current_dir(board_crate())
         .env("CARGO_TARGET_DIR", &target_dir);
     // Only the test's settings reach the image, whatever the environment holds.

@@ -1,9 +1,11 @@
 //! The firmware image on a virtual board (QEMU's MPS2 AN386 with its LAN9118; the real core,
 //! embassy-net, minimq and main loop) against the real gateway: DHCP, the gateway found by its
 //! DNS name, time from SNTP, readings stored and acked once each through a gateway restart,
-//! and a power cycle that starts a new boot. Nothing here ran on a physical board.
+//! a power cycle that starts a new boot, and mutual TLS 1.3 with the board's own certificate.
+//! Nothing here ran on a physical board.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+use e2e::site_certs::SiteCerts;
 use e2e::virtual_board::{SntpServer, VirtualBoard, build_image, unix_ms_now};
 use e2e::{GatewayOptions, GatewayProcess};
 use std::collections::BTreeMap;
@@ -15,15 +17,21 @@ const DEVICE_CLOCK_OFFSET_MS: i64 = -3_600_000;
 /// 10 readings a second (one channel), so 200 readings take 20 s.
 const SAMPLE_PERIOD_MS: &str = "100";
 
-/// A gateway, an SNTP server and the virtual board's image built to reach both by name.
-fn site(
-    device: &str,
-) -> (
+/// A gateway, an SNTP server, the board's directory and its image.
+type Site = (
     GatewayProcess,
     SntpServer,
     tempfile::TempDir,
     std::path::PathBuf,
-) {
+);
+
+/// A gateway, an SNTP server and the virtual board's image built to reach both by name.
+fn site(device: &str) -> Site {
+    site_with(device, &[])
+}
+
+/// [`site`] with the image's cargo `features`.
+fn site_with(device: &str, features: &[&str]) -> Site {
     let gw = GatewayProcess::start(GatewayOptions {
         mqtt311_off: true,
         ..GatewayOptions::default()
@@ -44,6 +52,7 @@ fn site(
             ("FW_DEVICE_ID", device.to_owned()),
             ("FW_SAMPLE_PERIOD_MS", SAMPLE_PERIOD_MS.to_owned()),
         ],
+        features,
         board_dir.path(),
     )
     .expect("the virtual board image builds");
@@ -207,4 +216,97 @@ fn a_power_cycled_virtual_board_starts_a_new_boot_the_gateway_accepts() {
     // the cut) may be missing, nothing else.
     assert!(acked_1.iter().all(|seq| counts.get(&(1, *seq)) == Some(&1)));
     assert!(counts.keys().all(|(boot, _)| *boot == 1 || *boot == 2));
+}
+
+#[test]
+fn the_virtual_board_speaks_mutual_tls_with_its_own_certificate() {
+    let device = "vb-tls";
+    let certs = SiteCerts::create("virtual-site").expect("site CA");
+    let (cert, key) = certs.device(device, 30).expect("device certificate");
+    let mut gw = GatewayProcess::start(GatewayOptions {
+        tls_toml: Some(certs.gateway_toml(Some("required"))),
+        mqtt311_off: true,
+        ..GatewayOptions::default()
+    })
+    .expect("gateway starts");
+    let board_dir = tempfile::Builder::new()
+        .prefix("virtual-board-")
+        .tempdir()
+        .expect("temp dir");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let image = build_image(
+        &[
+            (
+                "FW_BROKER",
+                format!("gateway.virtual.test:{}", gw.mqtts5.port()),
+            ),
+            // The site's gateway certificate names localhost; the board dials it by another
+            // name, and checks the certificate for this one.
+            ("FW_TLS_SERVER_NAME", "localhost".to_owned()),
+            ("FW_TLS_CA", path(&certs.ca())),
+            ("FW_TLS_CERT", path(&cert)),
+            ("FW_TLS_KEY", path(&key)),
+            ("FW_DEVICE_ID", device.to_owned()),
+            ("FW_SNTP_SERVER", "off".to_owned()),
+            ("FW_SAMPLE_PERIOD_MS", SAMPLE_PERIOD_MS.to_owned()),
+        ],
+        &["tls"],
+        board_dir.path(),
+    )
+    .expect("the virtual board's TLS image builds");
+    let mut board = VirtualBoard::power_on(&image, board_dir.path()).expect("QEMU starts");
+    board
+        .wait_for(
+            "100 readings acked over TLS",
+            Duration::from_secs(120),
+            |b| b.acked(1).len() >= 100,
+        )
+        .expect("the board delivers over TLS");
+    board.power_off();
+    let ok = gw
+        .metric("gateway_ingest_tls_handshakes_total{result=\"ok\"}")
+        .expect("metrics");
+    assert!(ok >= 1.0, "no TLS handshake completed");
+    gw.terminate(Duration::from_secs(20))
+        .expect("gateway stops");
+    let (counts, _) = stored(&gw, device);
+    let last = contiguous_once(&counts, 1);
+    assert!(board.acked(1).iter().all(|seq| *seq <= last));
+}
+
+/// The board's watchdog (QEMU models the CMSDK watchdog and its reset): an image whose main
+/// loop hangs after its 5th ack (feature `fault-hang`) is reset within the 30 s period
+/// without anyone touching QEMU, boots as boot 2, and the gateway accepts the new boot.
+#[test]
+fn a_hung_virtual_board_is_reset_by_its_watchdog_into_a_new_boot() {
+    let device = "vb-watchdog";
+    let (mut gw, _sntp, board_dir, image) = site_with(device, &["fault-hang"]);
+    let mut board = VirtualBoard::power_on(&image, board_dir.path()).expect("QEMU starts");
+    board
+        .wait_for("the loop hangs", Duration::from_secs(90), |b| {
+            b.log_text()
+                .contains("fault injection: the main loop hangs now")
+        })
+        .expect("boot 1 runs until the injected hang");
+    let hung_at = std::time::Instant::now();
+    board
+        .wait_for("boot 2 acked", Duration::from_secs(90), |b| {
+            !b.acked(2).is_empty()
+        })
+        .expect("the watchdog resets the board and boot 2 delivers");
+    let log = board.log_text();
+    assert!(
+        log.contains("watchdog: the loop stopped feeding me"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("device {device} boot 2 ")), "{log}");
+    assert!(hung_at.elapsed() < Duration::from_secs(60));
+    let acked_1 = board.acked(1);
+    board.power_off();
+    gw.terminate(Duration::from_secs(20))
+        .expect("gateway stops");
+    let (counts, _) = stored(&gw, device);
+    contiguous_once(&counts, 1);
+    contiguous_once(&counts, 2);
+    assert!(acked_1.iter().all(|seq| counts.get(&(1, *seq)) == Some(&1)));
 }

@@ -10,14 +10,16 @@
 //! | watchdog | CMSDK APB watchdog at 0x4000_8000, 30 s, fed by the core's loop |
 //! | boot counter | "flash" = `virtual-board-flash.bin` in QEMU's working directory (semihosting) |
 //! | log | semihosting, on QEMU's standard output |
+//! | RNG | the host's `/dev/urandom` through semihosting (no TRNG is modelled) |
 //!
 //! The MAC address is QEMU's (`-nic user,model=lan9118,mac=...`); the device ID is derived
-//! from it unless `FW_DEVICE_ID` is set at build time. No hardware RNG is modelled: the
-//! network stack's seed mixes the MAC and the boot number, so each boot picks other ports.
+//! from it unless `FW_DEVICE_ID` is set at build time. With `--features tls` the MQTT session
+//! runs over TLS 1.3 (the core's embedded-tls connector) with the `FW_TLS_*` settings.
 #![no_std]
 #![no_main]
 
 mod counter_sensor;
+mod entropy;
 mod flash;
 mod interrupts;
 mod time_driver;
@@ -31,6 +33,7 @@ use counter_sensor::CycleCounter;
 use embassy_executor::Spawner;
 use embassy_net::StackResources;
 use embassy_time::{Instant, Timer};
+use entropy::HostEntropy;
 use flash::SemihostingFlash;
 use lan9118::Lan9118;
 use sensor_node_core::{
@@ -145,9 +148,12 @@ async fn main(spawner: Spawner) -> ! {
     };
     log!("device {} boot {} mac {:02x?}", id, boot, mac);
 
-    let seed = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
-        ^ u64::from(boot).rotate_left(48)
-        ^ 0x9e37_79b9_7f4a_7c15;
+    let Ok(mut entropy) = HostEntropy::open() else {
+        halt("no entropy: semihosting cannot read the host's /dev/urandom")
+    };
+    let Ok(seed) = entropy.seed() else {
+        halt("no entropy")
+    };
     // Sockets: DHCP, DNS, the broker's TCP and SNTP's UDP.
     static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
@@ -176,7 +182,17 @@ async fn main(spawner: Spawner) -> ! {
         tcp_rx,
         tcp_tx,
     );
+    #[cfg(not(feature = "tls"))]
     let mut connector = connector;
+    #[cfg(feature = "tls")]
+    let mut connector = {
+        use sensor_node_core::tls::{TlsConnector, TlsMemory};
+        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
+        let Ok(tls) = board_common::tls::tls_settings() else {
+            halt("invalid TLS settings")
+        };
+        TlsConnector::new(connector, tls, TLS_MEMORY.take(), entropy)
+    };
     let node = NODE.init_with(|| Node::new(device, boot, board_common::node_config(seed)));
     log!(
         "sending to {}:{}",
@@ -192,7 +208,7 @@ async fn main(spawner: Spawner) -> ! {
         &mut CycleCounter::default(),
         &EmbassyClock,
         &mut connector,
-        &mut LoggedHooks(FeedWatchdog::new(|| watchdog.feed())),
+        &mut LoggedHooks::new(FeedWatchdog::new(|| watchdog.feed())),
         MqttBuffers {
             rx: mqtt_rx,
             tx: mqtt_tx,
@@ -209,15 +225,26 @@ async fn main(spawner: Spawner) -> ! {
 
 /// The board's hooks (the watchdog's) plus a log line per session change and per ack, which
 /// is how a person or a test watching QEMU's output sees the uplink work.
-struct LoggedHooks<H>(H);
+struct LoggedHooks<H> {
+    inner: H,
+    /// Acks seen (for the `fault-hang` injection).
+    #[cfg_attr(not(feature = "fault-hang"), allow(dead_code))]
+    acks: u32,
+}
+
+impl<H> LoggedHooks<H> {
+    fn new(inner: H) -> Self {
+        Self { inner, acks: 0 }
+    }
+}
 
 impl<H: Hooks> Hooks for LoggedHooks<H> {
     fn on_wake(&mut self, now_ms: u64) {
-        self.0.on_wake(now_ms);
+        self.inner.on_wake(now_ms);
     }
 
     fn should_stop(&mut self, now_ms: u64, status: &Status) -> bool {
-        self.0.should_stop(now_ms, status)
+        self.inner.should_stop(now_ms, status)
     }
 
     fn on_event(&mut self, event: Event) {
@@ -228,11 +255,21 @@ impl<H: Hooks> Hooks for LoggedHooks<H> {
                 boot,
                 from,
                 through,
-            }) => log!("acked boot {} seq {}..={}", boot, from, through),
+            }) => {
+                log!("acked boot {} seq {}..={}", boot, from, through);
+                self.acks += 1;
+                #[cfg(feature = "fault-hang")]
+                if self.acks == 5 {
+                    log!("fault injection: the main loop hangs now");
+                    loop {
+                        cortex_m::asm::nop();
+                    }
+                }
+            }
             Event::AckTimeout => log!("ack timeout: resending"),
             _ => {}
         }
-        self.0.on_event(event);
+        self.inner.on_event(event);
     }
 }
 

@@ -42,3 +42,17 @@ fn write(offset: usize, value: u32) {
     // SAFETY: the AN386 maps the watchdog's registers at BASE; `Watchdog` is its only user.
     unsafe { core::ptr::write_volatile((BASE + offset) as *mut u32, value) }
 }
+
+/// The watchdog's first timeout (the NMI on this board): the loop has not fed it for half the
+/// period. Says so and waits for the reset the second timeout brings.
+///
+/// # Safety
+/// cortex-m-rt's rule for NMI handlers: it shares nothing with the interrupted code (it only
+/// prints through semihosting and spins).
+#[cortex_m_rt::exception]
+unsafe fn NonMaskableInt() -> ! {
+    cortex_m_semihosting::hprintln!("watchdog: the loop stopped feeding me; reset follows");
+    loop {
+        cortex_m::asm::nop();
+    }
+}

@@ -133,7 +133,16 @@ enum DevicesAction {
         device: String,
     },
     /// List the device IDs.
-    List,
+    List {
+        /// Also each device's facts from the running gateway (`/health?devices`): last seen,
+        /// readings stored, readings lost at the device, refusals, silent. Without a
+        /// credentials file, the devices the gateway knows.
+        #[arg(long)]
+        status: bool,
+        /// Telemetry address of the gateway [default: telemetry.listen of the config].
+        #[arg(long, requires = "status")]
+        endpoint: Option<String>,
+    },
 }
 
 /// `gateway export` options. What is exported: every buffered (= undelivered) reading not yet
@@ -376,17 +385,32 @@ fn devices(
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use gateway::ingest::provision;
+    let config = config.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
+    let load = || GatewayConfig::load(config.as_deref());
+    if let DevicesAction::List {
+        status: true,
+        endpoint,
+    } = &action
+    {
+        let config = load()?;
+        let listed = match file.or(config.ingest.embedded.credentials_file) {
+            Some(file) => provision::list(&file)?,
+            None => Vec::new(),
+        };
+        let endpoint = endpoint
+            .clone()
+            .unwrap_or_else(|| config.telemetry.listen.to_string());
+        let report = gateway::status::fetch_devices(&endpoint)?;
+        print!("{}", gateway::status::render_devices(&report, &listed));
+        return Ok(());
+    }
     let file = match file {
         Some(file) => file,
-        None => {
-            let config =
-                config.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
-            GatewayConfig::load(config.as_deref())?
-                .ingest
-                .embedded
-                .credentials_file
-                .context("no credentials file: give --file, or set ingest.embedded.credentials_file in the config")?
-        }
+        None => load()?
+            .ingest
+            .embedded
+            .credentials_file
+            .context("no credentials file: give --file, or set ingest.embedded.credentials_file in the config")?,
     };
     const APPLY: &str = "Apply it to a running gateway with `systemctl reload telemetry-gateway` (or `kill -HUP` its PID).";
     match action {
@@ -403,7 +427,7 @@ fn devices(
             provision::remove(&file, &device)?;
             eprintln!("Removed {device} from {}. {APPLY}", file.display());
         }
-        DevicesAction::List => {
+        DevicesAction::List { .. } => {
             for device in provision::list(&file)? {
                 println!("{device}");
             }

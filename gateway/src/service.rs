@@ -18,8 +18,10 @@ use std::sync::Arc;
 /// Runs the gateway until `shutdown` completes.
 pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let buffer_metrics = BufferMetrics::register(&mut registry);
+    let mut buffer_metrics = BufferMetrics::register(&mut registry);
     let ingest_metrics = IngestMetrics::register(&mut registry);
+    // The device table learns from the writer how many readings each device had stored.
+    buffer_metrics.devices = Some(ingest_metrics.devices.clone());
     ingest_metrics.devices.set_silence(
         config.telemetry.silent_after_intervals,
         std::time::Duration::from_secs_f64(config.telemetry.silent_min_secs),

@@ -1,6 +1,7 @@
 //! `gateway status`: fetches `/health` from the running gateway and prints it at a glance.
 
 use crate::telemetry::HealthReport;
+use crate::telemetry::devices::{DeviceFacts, DevicesReport};
 use anyhow::Context as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,13 +9,24 @@ use std::time::Duration;
 
 /// Fetches the health report from `endpoint` (`host:port`).
 pub fn fetch(endpoint: &str) -> anyhow::Result<HealthReport> {
+    fetch_path(endpoint, "/health")
+}
+
+/// Fetches the health report with each device's facts (`/health?devices`).
+pub fn fetch_devices(endpoint: &str) -> anyhow::Result<DevicesReport> {
+    fetch_path(endpoint, "/health?devices")?
+        .devices
+        .context("the gateway does not report devices (an older version?)")
+}
+
+fn fetch_path(endpoint: &str, path: &str) -> anyhow::Result<HealthReport> {
     let mut stream = TcpStream::connect(endpoint).with_context(|| {
         format!("no gateway answers at {endpoint} (is it running? see telemetry.listen)")
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET /health HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -160,4 +172,79 @@ pub fn watch(endpoint: &str, interval: Duration) -> anyhow::Result<()> {
         drop(out);
         std::thread::sleep(interval);
     }
+}
+
+/// The device table of `gateway devices list --status`: every device the gateway reports, and
+/// the devices of the credentials file (`listed`) it has no facts about yet ("never").
+pub fn render_devices(report: &DevicesReport, listed: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut rows: Vec<DeviceFacts> = report.devices.clone();
+    for id in listed {
+        if !rows.iter().any(|d| &d.device == id) {
+            rows.push(DeviceFacts {
+                device: id.clone(),
+                last_seen_utc: None,
+                last_seen_seconds_ago: None,
+                readings_stored: 0,
+                readings_lost_at_device: 0,
+                refusals: 0,
+                refused_logins: 0,
+                refused_actions: 0,
+                rejected_messages: 0,
+                last_refusal: None,
+                silent: false,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.device.cmp(&b.device));
+    let width = rows
+        .iter()
+        .map(|d| d.device.len())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:width$}  {:24}  {:>9}  {:>10}  {:>6}  {:>8}  {:6}  LAST REFUSAL",
+        "DEVICE", "LAST SEEN (UTC)", "AGO (s)", "STORED", "LOST", "REFUSALS", "SILENT"
+    );
+    for d in &rows {
+        let ago = d
+            .last_seen_seconds_ago
+            .map_or("-".to_owned(), |s| format!("{s:.1}"));
+        let silent = match (d.last_seen_utc.is_some(), d.silent) {
+            (false, _) => "-",
+            (true, true) => "yes",
+            (true, false) => "no",
+        };
+        let _ = writeln!(
+            out,
+            "{:width$}  {:24}  {:>9}  {:>10}  {:>6}  {:>8}  {:6}  {}",
+            d.device,
+            d.last_seen_utc.as_deref().unwrap_or("never"),
+            ago,
+            d.readings_stored,
+            d.readings_lost_at_device,
+            d.refusals,
+            silent,
+            d.last_refusal.as_deref().unwrap_or("-"),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} devices, {} seen since the gateway started, {} silent",
+        rows.len(),
+        report.seen,
+        report.silent
+    );
+    if report.untracked_updates > 0 {
+        let _ = writeln!(
+            out,
+            "{} updates about devices beyond the table's {} entries were not recorded",
+            report.untracked_updates,
+            crate::telemetry::devices::MAX_DEVICES
+        );
+    }
+    out
 }

@@ -1,9 +1,11 @@
 //! The buffer's counters, all named `gateway_buffer_*` (see README "Metrics").
 
+use crate::telemetry::devices::DeviceActivity;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// Buffer metrics. Cheap to clone (shared handles).
@@ -54,6 +56,9 @@ pub struct BufferMetrics {
     pub acks: Counter,
     /// 1 while commits succeed, 0 while the disk refuses writes.
     pub writable: Gauge,
+    /// The device table, told after each commit how many readings each device had stored
+    /// (`/health?devices`); none outside the running gateway.
+    pub devices: Option<Arc<DeviceActivity>>,
 }
 
 impl BufferMetrics {
@@ -82,6 +87,7 @@ impl BufferMetrics {
             commit_readings: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
             acks: Counter::default(),
             writable: Gauge::default(),
+            devices: None,
         };
         let r = registry.sub_registry_with_prefix("gateway_buffer");
         r.register(

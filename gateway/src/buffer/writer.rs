@@ -286,6 +286,8 @@ struct Outcome {
     states: HashMap<String, DeviceState>,
     acks: HashMap<String, AckOut>,
     stored: u64,
+    /// Readings stored per device.
+    stored_by_device: HashMap<String, u64>,
     duplicates: u64,
     out_of_order: u64,
     lost_at_device: u64,
@@ -756,6 +758,13 @@ impl Writer {
                 }
                 o.next_log_id += 1;
                 o.stored += u64::from(decision.store_count);
+                match o.stored_by_device.get_mut(&batch.device) {
+                    Some(n) => *n += u64::from(decision.store_count),
+                    None => {
+                        o.stored_by_device
+                            .insert(batch.device.clone(), u64::from(decision.store_count));
+                    }
+                }
                 o.buffered_readings += u64::from(decision.store_count);
                 o.buffered_bytes += len;
                 add_bytes(&mut o.device_bytes, &batch.device, len as i64);
@@ -834,6 +843,9 @@ impl Writer {
         self.oldest_received_ms = o.oldest_received_ms;
         let m = &self.metrics;
         m.readings_stored.inc_by(o.stored);
+        if let Some(devices) = &m.devices {
+            devices.stored(o.stored_by_device.iter().map(|(d, n)| (d.as_str(), *n)));
+        }
         m.duplicate_readings.inc_by(o.duplicates);
         m.out_of_order_batches.inc_by(o.out_of_order);
         m.readings_lost_at_device.inc_by(o.lost_at_device);

@@ -24,6 +24,7 @@
 
 use super::log_limit::LogLimit;
 use super::metrics::IngestMetrics;
+use crate::telemetry::devices::Refusal;
 use rumqttd::authorize::{Action, Authorizer};
 use telemetry_wire::topics::{self, TopicKind};
 
@@ -91,6 +92,12 @@ impl Authorizer for DevicePolicy {
             return true;
         };
         self.count("connect", reason);
+        // The certificate proves who tried; a bare client ID proves nothing here.
+        if let Some(device) = certificate {
+            self.metrics
+                .devices
+                .refused(device, Refusal::Action, "connect", reason);
+        }
         if let Some(suppressed) = self.may_log() {
             tracing::warn!(
                 client_id = %client_id.escape_debug(),
@@ -117,6 +124,10 @@ impl Authorizer for DevicePolicy {
 
     fn refused(&self, client_id: &str, action: Action<'_>, reason: &'static str, first: bool) {
         self.count(action.label(), reason);
+        // A connected client: its ID passed `connect` (and the login or certificate check).
+        self.metrics
+            .devices
+            .refused(client_id, Refusal::Action, action.label(), reason);
         if !first {
             return;
         }

@@ -26,6 +26,7 @@ use super::auth::DeviceLogins;
 use super::authorize::{DevicePolicy, LINK_ID};
 use super::metrics::IngestMetrics;
 use super::tls::TlsHandshake;
+use crate::telemetry::devices::Refusal;
 
 /// Starting the broker failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,14 +77,19 @@ fn connection_settings(
     };
     if let Some(logins) = logins.cloned() {
         let failures = metrics.auth_failures.clone();
+        let devices = metrics.devices.clone();
         c.set_auth_handler(
             move |client_id: String, username: String, password: String| {
                 let credentials = logins.current();
-                let failures = failures.clone();
+                let (failures, devices) = (failures.clone(), devices.clone());
                 async move {
                     let allowed = credentials.allows(&client_id, &username, &password).await;
                     if !allowed {
                         failures.inc();
+                        // Only a listed device is known: made-up names take no table entry.
+                        if client_id == username && credentials.contains(&client_id) {
+                            devices.refused(&client_id, Refusal::Login, "login", "bad_password");
+                        }
                         tracing::warn!(
                             client_id = %client_id.escape_debug(),
                             username = %username.escape_debug(),

@@ -3,6 +3,7 @@
 use super::metrics::IngestMetrics;
 use super::validate::validate;
 use crate::buffer::WriterHandle;
+use crate::telemetry::devices::Refusal;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,12 +42,22 @@ impl Receiver {
                 self.metrics
                     .device_dropped_readings
                     .inc_by(u64::from(v.device_dropped));
-                self.metrics.devices.batch(&v.batch.device, Instant::now());
+                self.metrics.devices.batch(
+                    &v.batch.device,
+                    Instant::now(),
+                    received_ms,
+                    v.device_dropped,
+                );
                 self.writer.append(v.batch).is_ok()
             }
             Err(rejection) => {
                 let reason = rejection.reason();
                 self.metrics.reject(reason);
+                if let Some(device) = super::validate::uplink_device(topic) {
+                    self.metrics
+                        .devices
+                        .refused(&device, Refusal::Message, "message", reason);
+                }
                 self.log_rejection(reason, &rejection, topic);
                 true
             }

@@ -49,6 +49,16 @@ pub struct Validated {
     pub device_dropped: u32,
 }
 
+/// The device whose uplink topic `topic` is, if it is one: a rejected message on it counts
+/// against that device (the broker lets only the device itself publish there).
+pub fn uplink_device(topic: &[u8]) -> Option<String> {
+    let topic = std::str::from_utf8(topic).ok()?;
+    match topics::parse_topic(topic) {
+        Ok((TopicKind::Uplink, device)) => Some(device.as_str().to_owned()),
+        _ => None,
+    }
+}
+
 /// Validates one publish received at `received_ms` (gateway UTC ms).
 pub fn validate(topic: &[u8], payload: &[u8], received_ms: i64) -> Result<Validated, Rejection> {
     let topic = std::str::from_utf8(topic).map_err(|_| Rejection::TopicNotUtf8)?;

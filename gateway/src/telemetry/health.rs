@@ -3,6 +3,7 @@
 use crate::buffer::BufferMetrics;
 use crate::forward::{ForwardHealth, ForwardMetrics};
 use crate::ingest::IngestMetrics;
+use crate::telemetry::devices::DevicesReport;
 use serde::Serialize;
 
 /// Read-only view of the gauges and counters health is derived from.
@@ -27,6 +28,9 @@ pub struct HealthReport {
     /// Forwarder summary (absent when forwarding is disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<ForwardHealth>,
+    /// Per-device facts (only with `/health?devices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DevicesReport>,
 }
 
 /// Buffer part of the report.
@@ -71,8 +75,8 @@ impl Health {
         self
     }
 
-    /// The current report.
-    pub fn report(&self) -> HealthReport {
+    /// The current report; with `devices`, each device's facts too.
+    pub fn report(&self, devices: bool) -> HealthReport {
         let writable = self.buffer.writable.get() == 1;
         let mut problems = Vec::new();
         if self.ingest.link_lost.get() != 0 {
@@ -107,6 +111,7 @@ impl Health {
                 acks_published: self.ingest.acks_published.get(),
             },
             forward,
+            devices: devices.then(|| self.ingest.devices.report(std::time::Instant::now())),
         }
     }
 }
@@ -122,9 +127,9 @@ mod tests {
         buffer.writable.set(1);
         let ingest = IngestMetrics::register(&mut registry);
         let health = Health::new(buffer, ingest.clone());
-        assert_eq!(health.report().status, "ok");
+        assert_eq!(health.report(false).status, "ok");
         ingest.link_lost.set(1);
-        let report = health.report();
+        let report = health.report(false);
         assert_eq!(report.status, "degraded");
         assert!(report.problems[0].contains("link to its embedded MQTT broker is lost"));
     }

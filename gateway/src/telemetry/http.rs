@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 endpoint: `GET /metrics` (Prometheus text format) and `GET /health`
-//! (JSON; status 200 when ok, 503 when degraded). One request per connection.
+//! (JSON; status 200 when ok, 503 when degraded; `GET /health?devices` adds each device's
+//! facts). One request per connection.
 
 use super::health::Health;
 use prometheus_client::registry::Registry;
@@ -55,10 +56,15 @@ async fn respond(
     }
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let mut target = target.splitn(2, |&b| b == b'?');
+    let path = target.next().unwrap_or_default();
+    let query = target.next().unwrap_or_default();
+    // `/health?devices`: each device's facts too.
+    let devices = query
+        .split(|&b| b == b'&')
+        .any(|p| p == b"devices" || p.starts_with(b"devices="));
     let (status, content_type, body) = match (method, path) {
         (b"GET", b"/metrics") => {
             let mut text = String::new();
@@ -72,7 +78,7 @@ async fn respond(
             }
         }
         (b"GET", b"/health") => {
-            let report = health.report();
+            let report = health.report(devices);
             let status = if report.status == "ok" {
                 "200 OK"
             } else {

@@ -6,14 +6,14 @@ use crate::export::{BackfillExporter, ExportConfig, ValidExportConfig};
 use crate::forward::{ForwardConfig, ValidForwardConfig};
 use crate::ingest::IngestConfig;
 use crate::telemetry::TelemetryConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The commented default configuration printed by `gateway generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
 
 /// The file as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// `[ingest]`.
@@ -31,6 +31,10 @@ pub struct GatewayConfig {
 /// Checked settings, ready to run.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
+    /// The file as written (defaults filled in): what a reload compares the file with.
+    pub file: GatewayConfig,
+    /// Where it was read from (`None`: the built-in defaults); a reload reads it again.
+    pub source: Option<std::path::PathBuf>,
     /// Ingest settings (checked).
     pub ingest: IngestConfig,
     /// Buffer settings.
@@ -91,8 +95,16 @@ impl GatewayConfig {
         }
     }
 
+    /// Reads `path` (or takes the defaults) and checks it.
+    pub fn load_valid(path: Option<&Path>) -> Result<ValidConfig, ConfigError> {
+        let mut valid = Self::load(path)?.validate()?;
+        valid.source = path.map(Path::to_owned);
+        Ok(valid)
+    }
+
     /// Checks every section.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        let file = self.clone();
         self.ingest.validate().map_err(ConfigError::Invalid)?;
         let mut buffer = self.buffer.validate().map_err(ConfigError::Invalid)?;
         let export = self.export.validate().map_err(ConfigError::Invalid)?;
@@ -119,7 +131,11 @@ impl GatewayConfig {
                 "telemetry.silent_min_secs must be between 0 and 2592000 (30 days)".into(),
             ));
         }
+        crate::telemetry::logging::check_level(&t.log_level)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(ValidConfig {
+            file,
+            source: None,
             ingest: self.ingest,
             buffer,
             telemetry: self.telemetry,
@@ -127,6 +143,40 @@ impl GatewayConfig {
             export,
         })
     }
+}
+
+/// The settings (as dotted keys: `telemetry.log_level`) whose values differ between two
+/// configurations, sorted. Values are compared, never printed: some are secrets.
+pub fn changed_keys(old: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
+    fn flatten(prefix: &str, v: serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other)),
+        }
+    }
+    let flat = |c: &GatewayConfig| {
+        let mut out = Vec::new();
+        // Serializing plain data (strings, numbers, paths, addresses) cannot fail.
+        flatten("", serde_json::to_value(c).unwrap_or_default(), &mut out);
+        out
+    };
+    let (old, new) = (flat(old), flat(new));
+    let mut changed: Vec<String> = new
+        .into_iter()
+        .filter(|(k, v)| old.iter().find(|(o, _)| o == k).map(|(_, ov)| ov) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    changed.sort();
+    changed
 }
 
 #[cfg(test)]
@@ -173,6 +223,32 @@ mod tests {
             GatewayConfig::parse("[buffer]\ncapacity_bytes = 10\n", "f.toml").expect("parses");
         let err = cfg.validate().expect_err("too small");
         assert!(err.to_string().contains("capacity_bytes"), "{err}");
+    }
+
+    #[test]
+    fn changed_keys_are_named_by_their_dotted_path() {
+        let old = GatewayConfig::parse(DEFAULT_CONFIG, "default").expect("parses");
+        let new = GatewayConfig::parse(
+            "[telemetry]\nlog_level = \"debug\"\n[forward]\nlimit_percent = 50\n\
+             [ingest.embedded]\nmqtt311_listen = \"off\"\n[ingest.external]\npassword = \"s\"\n",
+            "f.toml",
+        )
+        .expect("parses");
+        assert_eq!(
+            changed_keys(&old, &new),
+            [
+                "forward.limit_percent",
+                "ingest.embedded.mqtt311_listen",
+                "ingest.external.password",
+                "telemetry.log_level",
+            ]
+        );
+        assert!(changed_keys(&new, &new).is_empty());
+        let err = GatewayConfig::parse("[telemetry]\nlog_level = \"info,x=nonsense\"\n", "f.toml")
+            .expect("parses")
+            .validate()
+            .expect_err("bad level");
+        assert!(err.to_string().contains("telemetry.log_level"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`telemetry`]: metrics, health and the HTTP endpoint serving them.
 //! - [`config`]: the one TOML file, validated before use; [`validate`]: `gateway validate`'s
 //!   checks of files, directories and listeners.
-//! - [`service`]: wiring the stages together, `run(config, shutdown)`.
+//! - [`service`]: wiring the stages together, `run(config, shutdown)`; [`reload`]: what a
+//!   SIGHUP applies without a restart.
 
 pub mod buffer;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod export;
 pub mod formats;
 pub mod forward;
 pub mod ingest;
+pub mod reload;
 pub mod service;
 pub mod status;
 pub mod tail;

@@ -274,7 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate { config } => validate(config),
         Command::Run { config } => {
-            let config = GatewayConfig::load(config.as_deref())?.validate()?;
+            let config = GatewayConfig::load_valid(config.as_deref())?;
             gateway::telemetry::logging::init(&config.telemetry);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -9,6 +9,7 @@ use crate::ingest::embedded::EmbeddedBroker;
 use crate::ingest::external::ExternalSubscriber;
 use crate::ingest::receive::Receiver;
 use crate::ingest::{IngestMetrics, IngestMode};
+use crate::reload::Reloader;
 use crate::telemetry::{Health, http};
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
@@ -89,13 +90,25 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     };
 
     let (stop_forward, forward_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut forward_limits = None;
     let forwarder = match (config.forward.clone(), forward_metrics) {
-        (Some(fc), Some(forward_metrics)) => Some(
-            forward::start(fc, buffer.clone(), writer.clone(), forward_metrics, async {
-                let _ = forward_stopped.await;
-            })
-            .await?,
-        ),
+        (Some(fc), Some(forward_metrics)) => {
+            let (limits, live) = tokio::sync::watch::channel(fc.live_limits());
+            forward_limits = Some(limits);
+            Some(
+                forward::start(
+                    fc,
+                    buffer.clone(),
+                    writer.clone(),
+                    forward_metrics,
+                    live,
+                    async {
+                        let _ = forward_stopped.await;
+                    },
+                )
+                .await?,
+            )
+        }
         _ => {
             tracing::info!(
                 "Forwarding disabled ([forward] enabled = false): readings stay buffered."
@@ -118,6 +131,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     }));
     tracing::info!(listen = %config.telemetry.listen, "Metrics at /metrics, health at /health.");
 
+    let mut reloader = Reloader::new(&config, forward_limits, ingest_metrics.devices.clone());
     let receiver = Receiver::new(writer.clone(), ingest_metrics.clone());
     let mut ingest = match config.ingest.mode {
         IngestMode::Embedded => Ingest::Embedded(EmbeddedBroker::start(
@@ -133,7 +147,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
     };
     tracing::info!("Gateway running.");
 
-    let failed = until_shutdown(shutdown, &ingest).await;
+    let failed = until_shutdown(shutdown, &ingest, &mut reloader).await;
     tracing::info!("Shutting down: no new messages; committing what is in flight.");
     ingest.stop_reading();
     // The forwarder deletes what Kinesis accepted through the writer: stop it first.
@@ -165,8 +179,13 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
 
 /// Waits for `shutdown`, or for ingest to fail for good (then returns true); on each SIGHUP
 /// meanwhile (`systemctl reload`), reloads what can be reloaded without a restart: the device
-/// credentials and the TLS certificate, key, CA and CRL files.
-async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) -> bool {
+/// credentials, the TLS certificate, key, CA and CRL files, and the config file's reloadable
+/// settings (see [`crate::reload`]).
+async fn until_shutdown(
+    shutdown: impl Future<Output = ()>,
+    ingest: &Ingest,
+    reloader: &mut Reloader,
+) -> bool {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failed = std::pin::pin!(ingest.failed());
     #[cfg(unix)]
@@ -178,8 +197,9 @@ async fn until_shutdown(shutdown: impl Future<Output = ()>, ingest: &Ingest) -> 
                     () = &mut shutdown => return false,
                     () = &mut failed => return true,
                     _ = hup.recv() => {
-                        tracing::info!("SIGHUP: reloading the device credentials and TLS files.");
+                        tracing::info!("SIGHUP: reloading the config, the device credentials and the TLS files.");
                         ingest.reload();
+                        reloader.reload();
                     }
                 }
             },

@@ -82,12 +82,14 @@ async fn drain(
     let metrics = ForwardMetrics::register(&mut registry);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
+    let (_, live) = tokio::sync::watch::channel(valid.live_limits());
     let task = tokio::spawn(gateway::forward::run(
         valid,
         api,
         buf.clone(),
         writer.clone(),
         metrics.clone(),
+        live,
         async {
             let _ = stopped.await;
         },

@@ -1,13 +1,13 @@
 //! Buffer settings (`[buffer]` in the config file).
 
 use super::writer::RetentionBackfill;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What to do when the buffer reaches `capacity_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FullPolicy {
     /// Store nothing new and send no acks: devices keep their readings (backpressure).
@@ -17,7 +17,7 @@ pub enum FullPolicy {
 }
 
 /// What happens to readings older than `retention_secs` that were not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RetentionAction {
     /// Delete them (counted as expired, logged as data loss).
@@ -28,7 +28,7 @@ pub enum RetentionAction {
 }
 
 /// `[buffer]` as written in the file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
     /// Directory holding `buffer.redb`.

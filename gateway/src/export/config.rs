@@ -34,7 +34,7 @@ impl ExportFormat {
 }
 
 /// `[export]` as written in the file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {
     /// Where `retention_action = "backfill"` writes its table.

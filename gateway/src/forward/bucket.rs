@@ -97,6 +97,12 @@ impl WindowBucket {
         }
     }
 
+    /// New limits (a reload): tokens out stay out, so a lower limit lets nothing more through
+    /// until enough of them are back, and a higher one lets more through at once.
+    pub fn set_limits(&mut self, limits: ShardLimits) {
+        self.limits = limits;
+    }
+
     /// Current limits (after throttle slow-down).
     pub fn limits(&self) -> (u64, u64) {
         (

@@ -3,7 +3,7 @@
 //! Limits are clamped to what Kinesis allows (a warning names the key); values that make no
 //! sense (zero, both or neither of stream name and ARN, a malformed ARN) stop the start.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Kinesis write limits per shard (provisioned and on-demand streams alike).
@@ -33,7 +33,7 @@ pub fn min_record_bytes(format: RecordFormat) -> u64 {
 }
 
 /// How a Kinesis record's data is encoded (see [`crate::formats`] and [`super::record`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecordFormat {
     /// KPL aggregates of CBOR user records, one per device batch (the default: the fewest
@@ -55,7 +55,7 @@ impl RecordFormat {
 }
 
 /// `[forward]` as written in the file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
     /// Forward to Kinesis at all (false: buffer only, no cloud account needed).
@@ -170,6 +170,57 @@ pub struct ShardLimits {
     pub records: u32,
     /// Bytes (key + data) per 1-second window.
     pub bytes: u64,
+}
+
+/// The settings a running forwarder takes on reload (SIGHUP): the per-shard rate and
+/// aggregation limits. Everything else in `[forward]` needs a restart (see `crate::reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// Limits per shard and 1-second window (`limit_percent`, `shard_records_per_sec`,
+    /// `shard_bytes_per_sec`).
+    pub limits: ShardLimits,
+    /// `aggregate_interval_ms`.
+    pub aggregate_interval: Duration,
+    /// `max_in_flight_per_shard`.
+    pub max_in_flight_per_shard: usize,
+}
+
+/// The `[forward]` keys behind [`LiveLimits`], as the config file names them.
+pub const LIVE_KEYS: [&str; 5] = [
+    "limit_percent",
+    "shard_records_per_sec",
+    "shard_bytes_per_sec",
+    "aggregate_interval_ms",
+    "max_in_flight_per_shard",
+];
+
+impl ForwardConfig {
+    /// Copies the [`LIVE_KEYS`] from `other`.
+    pub fn take_live_keys(&mut self, other: &Self) {
+        self.limit_percent = other.limit_percent;
+        self.shard_records_per_sec = other.shard_records_per_sec;
+        self.shard_bytes_per_sec = other.shard_bytes_per_sec;
+        self.aggregate_interval_ms = other.aggregate_interval_ms;
+        self.max_in_flight_per_shard = other.max_in_flight_per_shard;
+    }
+}
+
+impl ValidForwardConfig {
+    /// The settings a reload may change.
+    pub fn live_limits(&self) -> LiveLimits {
+        LiveLimits {
+            limits: self.limits,
+            aggregate_interval: self.aggregate_interval,
+            max_in_flight_per_shard: self.max_in_flight_per_shard,
+        }
+    }
+
+    /// Takes reloaded [`LiveLimits`].
+    pub fn set_live_limits(&mut self, live: LiveLimits) {
+        self.limits = live.limits;
+        self.aggregate_interval = live.aggregate_interval;
+        self.max_in_flight_per_shard = live.max_in_flight_per_shard;
+    }
 }
 
 /// Checked forwarder settings.

@@ -23,7 +23,7 @@
 //!   the fresh window ([`super::fresh`]) as the writer admits them, in id order, so it need not
 //!   wait for their commit; a lane further behind (a backlog, a full read-ahead) reads the log.
 
-use super::config::ValidForwardConfig;
+use super::config::{LiveLimits, ValidForwardConfig};
 use super::error::{ApiError, ApiErrorKind};
 use super::fresh::FreshWindow;
 use super::kinesis::{KinesisApi, PutResult, THROTTLED};
@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Entries read per scan pass at most.
 const SCAN_MAX_ENTRIES: usize = 20_000;
@@ -86,15 +86,18 @@ struct Request {
 }
 
 /// Runs the forwarder until `shutdown` completes; then waits (bounded) for calls in flight
-/// and deletes what they delivered.
+/// and deletes what they delivered. New per-shard limits arriving on `live` (a reload) apply
+/// from the next request on.
 pub async fn run(
     config: ValidForwardConfig,
     api: Arc<dyn KinesisApi>,
     buffer: Buffer,
     writer: WriterHandle,
     metrics: ForwardMetrics,
+    mut live: watch::Receiver<LiveLimits>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut watching = true;
     metrics.set_stream(
         &config.stream.to_string(),
         config.unhealthy_after.as_secs_f64(),
@@ -144,6 +147,14 @@ pub async fn run(
                 }
             }
             Some(entry) = fresh_rx.recv() => f.window.push(entry),
+            changed = live.changed(), if watching => match changed {
+                Ok(()) => {
+                    let limits = *live.borrow_and_update();
+                    f.set_live_limits(limits);
+                }
+                // Nobody can send new limits any more.
+                Err(_) => watching = false,
+            },
             () = tokio::time::sleep_until(wake.into()) => {}
         }
         while let Ok(e) = rx.try_recv() {
@@ -209,6 +220,24 @@ fn jitter(base: Duration) -> Duration {
 }
 
 impl Forwarder {
+    /// Reloaded limits: every shard's bucket, the aggregation interval and the in-flight cap.
+    fn set_live_limits(&mut self, live: LiveLimits) {
+        if live == self.config.live_limits() {
+            return;
+        }
+        self.config.set_live_limits(live);
+        for lane in self.lanes.values_mut() {
+            lane.bucket.set_limits(live.limits);
+        }
+        tracing::info!(
+            records_per_sec = live.limits.records,
+            bytes_per_sec = live.limits.bytes,
+            aggregate_interval_ms = live.aggregate_interval.as_millis() as u64,
+            max_in_flight_per_shard = live.max_in_flight_per_shard,
+            "Forwarder limits reloaded."
+        );
+    }
+
     fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
         self.claimed.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -904,6 +933,7 @@ pub async fn start(
     buffer: Buffer,
     writer: WriterHandle,
     metrics: ForwardMetrics,
+    live: watch::Receiver<LiveLimits>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, super::error::StartError> {
     let api = Arc::new(super::kinesis::SdkKinesis::new(&config).await?);
@@ -913,6 +943,6 @@ pub async fn start(
         "Forwarding to Kinesis."
     );
     Ok(tokio::spawn(run(
-        config, api, buffer, writer, metrics, shutdown,
+        config, api, buffer, writer, metrics, live, shutdown,
     )))
 }

@@ -25,7 +25,7 @@ pub mod record;
 pub mod scan;
 pub mod shard_map;
 
-pub use config::{ForwardConfig, RecordFormat, StreamRef, ValidForwardConfig};
+pub use config::{ForwardConfig, LiveLimits, RecordFormat, StreamRef, ValidForwardConfig};
 pub use error::{ApiError, ApiErrorKind, StartError};
 pub use forwarder::{run, start};
 pub use kinesis::{KinesisApi, PutResult, SdkKinesis};

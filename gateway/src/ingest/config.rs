@@ -1,11 +1,11 @@
 //! Ingest settings (`[ingest]` in the config file).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Where readings come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IngestMode {
     /// The gateway runs its own MQTT broker (rumqttd).
@@ -15,7 +15,7 @@ pub enum IngestMode {
 }
 
 /// `[ingest]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// `embedded` or `external`.
@@ -27,7 +27,7 @@ pub struct IngestConfig {
 }
 
 /// `[ingest.embedded]`: the built-in broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedConfig {
     /// MQTT v5 listener (firmware), plain TCP; `""` or `"off"` disables it.
@@ -53,7 +53,7 @@ pub struct EmbeddedConfig {
 
 /// `[ingest.embedded.tls]`: MQTT over TLS (rustls, TLS 1.3 and 1.2). The listeners start when
 /// `cert_file` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// MQTT v5 over TLS (firmware); `""` or `"off"` disables it.
@@ -78,7 +78,7 @@ pub struct TlsConfig {
 }
 
 /// Whether TLS clients must show a certificate (`[ingest.embedded.tls] client_certificates`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientCertificates {
     /// Every TLS client shows a certificate signed by `client_ca_file`.
@@ -95,7 +95,7 @@ impl TlsConfig {
 }
 
 /// `[ingest.external]`: subscribe to another broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExternalConfig {
     /// Broker address `host:port`.

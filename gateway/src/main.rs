@@ -36,6 +36,11 @@ enum Command {
         /// Configuration file [default: the built-in defaults].
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also check that the Kinesis stream is reachable with the configured region,
+        /// endpoint and the AWS credential chain (DescribeStreamSummary and ListShards, 5 s
+        /// timeout each).
+        #[arg(long)]
+        online: bool,
     },
     /// Print the commented default configuration.
     GenerateConfig,
@@ -246,14 +251,24 @@ fn main() -> std::process::ExitCode {
 }
 
 /// `gateway validate`.
-fn validate(config: Option<PathBuf>) -> anyhow::Result<()> {
+fn validate(config: Option<PathBuf>, online: bool) -> anyhow::Result<()> {
     let origin = config
         .as_deref()
         .map_or("the built-in defaults".to_owned(), |p| {
             p.display().to_string()
         });
     let config = GatewayConfig::load(config.as_deref())?.validate()?;
-    let findings = gateway::validate::check(&config);
+    let mut findings = gateway::validate::check(&config);
+    if online {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        match runtime.block_on(gateway::validate::check_online(&config)) {
+            Ok(line) => println!("{line}"),
+            Err(finding) => findings.push(finding),
+        }
+    }
     let errors = findings
         .iter()
         .filter(|f| f.level == gateway::validate::Level::Error)
@@ -272,7 +287,7 @@ fn validate(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Validate { config } => validate(config),
+        Command::Validate { config, online } => validate(config, online),
         Command::Run { config } => {
             let config = GatewayConfig::load_valid(config.as_deref())?;
             gateway::telemetry::logging::init(&config.telemetry);

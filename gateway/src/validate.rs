@@ -6,6 +6,11 @@
 //! broker's login and TLS files load, and every listener can be bound. An address already in
 //! use is a warning, not an error: it is what a running gateway holds while its next config is
 //! checked.
+//!
+//! With `--online` ([`check_online`]) also the Kinesis stream: `DescribeStreamSummary` (it
+//! exists and is not being deleted) and `ListShards` (the call the forwarder starts with),
+//! against the configured region and endpoint with the standard credential chain, each with a
+//! short timeout ([`ONLINE_TIMEOUT`]).
 
 use crate::config::ValidConfig;
 use crate::ingest::IngestMode;
@@ -163,4 +168,72 @@ pub fn check(config: &ValidConfig) -> Vec<Finding> {
         }
     }
     found
+}
+
+/// How long `--online` waits for each Kinesis call (connect: a third of it).
+pub const ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The setting a failed stream check points at.
+fn stream_key(config: &crate::forward::ValidForwardConfig) -> String {
+    let key = match &config.stream {
+        crate::forward::StreamRef::Name(n) => format!("forward.stream_name {n:?}"),
+        crate::forward::StreamRef::Arn(a) => format!("forward.stream_arn {a:?}"),
+    };
+    let endpoint = config
+        .endpoint_url
+        .as_deref()
+        .map_or(String::new(), |u| format!(" at {u}"));
+    format!("{key}{endpoint}")
+}
+
+/// Checks that the Kinesis stream answers (`gateway validate --online`): `Ok` with a line
+/// saying what was found, or the finding naming the setting to fix.
+pub async fn check_online(config: &ValidConfig) -> Result<String, Finding> {
+    use crate::forward::{ApiErrorKind, KinesisApi as _, SdkKinesis};
+    let Some(forward) = &config.forward else {
+        return Ok("forward.enabled = false: no stream to check".to_owned());
+    };
+    let mut quick = forward.clone();
+    quick.connect_timeout = quick.connect_timeout.min(ONLINE_TIMEOUT / 3);
+    quick.attempt_timeout = quick.attempt_timeout.min(ONLINE_TIMEOUT);
+    quick.operation_timeout = quick.operation_timeout.min(ONLINE_TIMEOUT);
+    let key = stream_key(forward);
+    let api = SdkKinesis::new(&quick)
+        .await
+        .map_err(|e| Finding::error(e.to_string()))?;
+    let failed = |call: &str, e: crate::forward::ApiError| {
+        Finding::error(match e.kind {
+            ApiErrorKind::NotFound => format!("{key}: no such stream ({call}: {e})"),
+            ApiErrorKind::Auth => format!(
+                "{key}: AWS credentials refused or missing (the standard chain: AWS_* variables, profile, role) ({call}: {e})"
+            ),
+            ApiErrorKind::Unreachable | ApiErrorKind::Timeout => format!(
+                "{key}: Kinesis does not answer (forward.endpoint_url / forward.region, network) ({call}: {e})"
+            ),
+            _ => format!("{key}: {call} failed: {e}"),
+        })
+    };
+    let summary = api
+        .describe_stream()
+        .await
+        .map_err(|e| failed("DescribeStreamSummary", e))?;
+    if summary.status == "DELETING" {
+        return Err(Finding::error(format!(
+            "{key}: the stream is being deleted"
+        )));
+    }
+    let shards = api
+        .list_open_shards()
+        .await
+        .map_err(|e| failed("ListShards", e))?;
+    if shards.is_empty() {
+        return Err(Finding::error(format!(
+            "{key}: the stream has no open shard"
+        )));
+    }
+    Ok(format!(
+        "{key}: reachable, {}, {} open shards",
+        summary.status,
+        shards.len()
+    ))
 }

@@ -13,7 +13,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::config::http::HttpResponse;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardFilter, ShardFilterType};
 use std::future::Future;
@@ -102,12 +102,56 @@ impl SdkKinesis {
     }
 }
 
+/// What `DescribeStreamSummary` says of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// `ACTIVE`, `CREATING`, `UPDATING` or `DELETING`.
+    pub status: String,
+    /// Open shards as the summary counts them.
+    pub open_shards: u32,
+}
+
+impl SdkKinesis {
+    /// `DescribeStreamSummary` of the stream (`gateway validate --online`).
+    pub async fn describe_stream(&self) -> Result<StreamSummary, ApiError> {
+        let request = self.client.describe_stream_summary();
+        let request = match &self.stream {
+            StreamRef::Name(n) => request.stream_name(n),
+            StreamRef::Arn(a) => request.stream_arn(a),
+        };
+        let out = request.send().await.map_err(classify)?;
+        let summary = out.stream_description_summary().ok_or_else(|| {
+            ApiError::new(ApiErrorKind::Server, "DescribeStreamSummary: no summary")
+        })?;
+        Ok(StreamSummary {
+            status: summary.stream_status().as_str().to_owned(),
+            open_shards: u32::try_from(summary.open_shard_count()).unwrap_or(0),
+        })
+    }
+}
+
+/// An error and its causes on one line (`service error: ResourceNotFoundException: Stream
+/// ... not found`), without the SDK's debug dump of the response.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Maps an SDK error to a kind (all are retried; see [`ApiErrorKind`]).
 fn classify<E>(e: SdkError<E, HttpResponse>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = DisplayErrorContext(&e).to_string();
+    let message = error_chain(&e);
     let lower = message.to_ascii_lowercase();
     let kind = match &e {
         SdkError::TimeoutError(_) => ApiErrorKind::Timeout,

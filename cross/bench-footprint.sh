@@ -12,8 +12,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-/var/cache/iot-gateway/target}
-arm_bin="$target_dir/dist/aarch64-unknown-linux-gnu/gateway"
-native_bin="$target_dir/release/gateway"
+arm_bin="$target_dir/dist/aarch64-unknown-linux-gnu/telemetry-gateway"
+native_bin="$target_dir/release/telemetry-gateway"
 devsim="$target_dir/release/devsim"
 devices=1000 rate=1 duration=120 idle=60
 while (($#)); do

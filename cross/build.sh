@@ -9,7 +9,7 @@
 #   bash cross/build.sh --no-devsim      # the gateway only
 #
 # Outputs (CARGO_TARGET_DIR defaults to /var/cache/iot-gateway/target, as in tests/run-all):
-#   $CARGO_TARGET_DIR/dist/<target>/{gateway,devsim}       stripped copies (what is shipped)
+#   $CARGO_TARGET_DIR/dist/<target>/{telemetry-gateway,devsim}  stripped copies (what is shipped)
 #   $CARGO_TARGET_DIR/deb/telemetry-gateway_<v>-1_<arch>.deb
 # Built with the release profile, as the host binaries of tests/run-all, so the host side of the
 # build (build scripts, proc macros) is shared with it and built once.
@@ -55,7 +55,7 @@ for target in "${targets[@]}"; do
     armv7-*) strip_tool=arm-linux-gnueabihf-strip ;;
     *) echo "cross/build.sh: no strip tool known for $target" >&2; exit 2 ;;
   esac
-  for bin in gateway devsim; do
+  for bin in telemetry-gateway devsim; do
     [ $bin = devsim ] && [ $devsim = no ] && continue
     "$strip_tool" -o "$dist/$bin.tmp" "$CARGO_TARGET_DIR/$target/release/$bin"
     mv "$dist/$bin.tmp" "$dist/$bin"
@@ -65,7 +65,7 @@ for target in "${targets[@]}"; do
   if [ $deb = yes ]; then
     started=$(date +%s)
     debs+=("$(bash "$root/cross/package-deb.sh" "$target" \
-      "$dist/gateway" "$CARGO_TARGET_DIR/deb")")
+      "$dist/telemetry-gateway" "$CARGO_TARGET_DIR/deb")")
     echo "cross/build.sh: ${debs[-1]} packaged in $(($(date +%s) - started)) s"
   fi
 done

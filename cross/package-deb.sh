@@ -2,7 +2,7 @@
 # Builds the telemetry-gateway .deb for one ARM target from an already cross-built binary, with
 # dpkg-deb from a staged tree (no extra tools). Called by cross/build.sh.
 #
-#   bash cross/package-deb.sh <rust target> <gateway binary> <output dir>
+#   bash cross/package-deb.sh <rust target> <telemetry-gateway binary> <output dir>
 #
 # Environment: DEB_REVISION (default 1), DEB_MAINTAINER, SOURCE_DATE_EPOCH (default: the last
 # commit's time, so rebuilding the same commit gives the same file dates).
@@ -14,8 +14,8 @@ binary=${2:?gateway binary}
 out=${3:?output dir}
 
 case "$target" in
-  aarch64-unknown-linux-gnu) arch=arm64 tools=aarch64-linux-gnu syscall_archs="native" ;;
-  armv7-unknown-linux-gnueabihf) arch=armhf tools=arm-linux-gnueabihf syscall_archs="native arm" ;;
+  aarch64-unknown-linux-gnu) arch=arm64 tools=aarch64-linux-gnu syscall_archs="native" qemu=qemu-aarch64 ;;
+  armv7-unknown-linux-gnueabihf) arch=armhf tools=arm-linux-gnueabihf syscall_archs="native arm" qemu=qemu-arm ;;
   *) echo "package-deb.sh: no Debian architecture for $target" >&2; exit 2 ;;
 esac
 [ -f "$binary" ] || { echo "package-deb.sh: $binary is missing" >&2; exit 1; }
@@ -50,8 +50,28 @@ trap 'rm -rf "$stage"' EXIT
 chmod 0755 "$stage"
 install -d -m 0755 "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/telemetry-gateway" \
   "$stage/usr/lib/systemd/system" "$stage/usr/lib/sysusers.d" \
-  "$stage/usr/share/doc/telemetry-gateway" "$stage/usr/share/man/man1"
+  "$stage/usr/share/doc/telemetry-gateway" "$stage/usr/share/man/man1" \
+  "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions" \
+  "$stage/usr/share/fish/vendor_completions.d"
 install -m 0755 "$binary" "$stage/usr/bin/telemetry-gateway"
+
+# The man page and the shell completions come from the binary's own CLI definition (hidden
+# commands generate-man and completions), so they match its --help: run it natively if this
+# machine can, else under qemu-user with the target's glibc.
+if "$binary" --version >/dev/null 2>&1; then
+  run=("$binary")
+else
+  run=("$qemu" -L "/usr/$tools" "$binary")
+fi
+"${run[@]}" generate-man "$stage/usr/share/man/man1" >/dev/null
+gzip -9n "$stage/usr/share/man/man1/telemetry-gateway.1"
+"${run[@]}" completions bash >"$stage/usr/share/bash-completion/completions/telemetry-gateway"
+"${run[@]}" completions zsh >"$stage/usr/share/zsh/vendor-completions/_telemetry-gateway"
+"${run[@]}" completions fish >"$stage/usr/share/fish/vendor_completions.d/telemetry-gateway.fish"
+chmod 0644 "$stage/usr/share/man/man1/telemetry-gateway.1.gz" \
+  "$stage/usr/share/bash-completion/completions/telemetry-gateway" \
+  "$stage/usr/share/zsh/vendor-completions/_telemetry-gateway" \
+  "$stage/usr/share/fish/vendor_completions.d/telemetry-gateway.fish"
 
 # The packaged configuration: the commented defaults `gateway generate-config` prints, with the
 # two settings a service needs. Every substitution must hit, or the defaults file changed.
@@ -88,8 +108,6 @@ install -m 0755 "$root/gateway/deploy/tls/site-certs.sh" "$stage/usr/share/doc/t
 install -d -m 0755 "$stage/usr/share/telemetry-gateway/prometheus" "$stage/usr/share/telemetry-gateway/grafana"
 install -m 0644 "$root/gateway/deploy/prometheus/alerts.yml" "$stage/usr/share/telemetry-gateway/prometheus/"
 install -m 0644 "$root/gateway/deploy/grafana/gateway.json" "$stage/usr/share/telemetry-gateway/grafana/"
-gzip -9n <"$here/telemetry-gateway.1" >"$stage/usr/share/man/man1/telemetry-gateway.1.gz"
-chmod 0644 "$stage/usr/share/man/man1/telemetry-gateway.1.gz"
 {
   echo "telemetry-gateway ($deb_version) unstable; urgency=medium"
   echo

@@ -1,21 +1,32 @@
-//! `gateway`: the command line. Parses arguments and calls the library.
+//! `telemetry-gateway`: the command line. Parses arguments and calls the library.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::config::{DEFAULT_CONFIG, GatewayConfig};
 use std::path::PathBuf;
 
+mod docs;
 mod systemd;
 
-/// Where the Debian package installs the configuration: `gateway status` reads it when no
+/// The command's name: the binary's, the Debian package's, the unit's and the man page's.
+const NAME: &str = "telemetry-gateway";
+
+/// Where the Debian package installs the configuration: `telemetry-gateway status` reads it when no
 /// `--config` is given and it exists.
 const SYSTEM_CONFIG: &str = "/etc/telemetry-gateway/gateway.toml";
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "gateway",
+    name = NAME,
     version,
-    about = "IoT edge gateway: MQTT in, durable redb buffer, Kinesis out"
+    about = "IoT edge gateway: MQTT in, durable redb buffer, Kinesis out",
+    long_about = "IoT edge gateway: MQTT in, durable redb buffer, Kinesis out.\n\n\
+        Sensor boards publish telemetry over MQTT to the gateway's embedded broker (or an \
+        external one). The gateway writes every reading to its buffer on disk before it \
+        acknowledges it to the device, then forwards the buffer to AWS Kinesis Data Streams, \
+        or exports a backlog to Parquet or gzip JSON files. The packaged service runs \
+        `telemetry-gateway run --config /etc/telemetry-gateway/gateway.toml` as the systemd \
+        unit telemetry-gateway.service."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -79,6 +90,18 @@ enum Command {
         /// The device ID.
         device: String,
     },
+    /// Write the man page, generated from this CLI, to DIR (for packaging).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Directory to write `telemetry-gateway.1` into.
+        dir: PathBuf,
+    },
+    /// Print the shell completion script for SHELL (for packaging).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Add, remove or list the devices of the credentials file (atomic edits that keep
     /// comments; a running gateway applies them on `systemctl reload`, i.e. SIGHUP).
     Devices {
@@ -94,7 +117,7 @@ enum Command {
     },
 }
 
-/// `gateway tail` options.
+/// `telemetry-gateway tail` options.
 #[derive(clap::Args, Debug)]
 struct TailArgs {
     /// The stream name.
@@ -150,7 +173,7 @@ enum DevicesAction {
     },
 }
 
-/// `gateway export` options. What is exported: every buffered (= undelivered) reading not yet
+/// `telemetry-gateway export` options. What is exported: every buffered (= undelivered) reading not yet
 /// in the target directory, narrowed by `--from`, `--to` and `--device`.
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
@@ -250,7 +273,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `gateway validate`.
+/// `telemetry-gateway validate`.
 fn validate(config: Option<PathBuf>, online: bool) -> anyhow::Result<()> {
     let origin = config
         .as_deref()
@@ -303,6 +326,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gateway::service::run(config, systemd::stopping(shutdown_signal())).await
             })
         }
+        Command::GenerateMan { dir } => {
+            use clap::CommandFactory as _;
+            let path = docs::write_man(Cli::command(), &dir)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            docs::completions(Cli::command(), shell);
+            Ok(())
+        }
         Command::GenerateConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -350,7 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `gateway tail`.
+/// `telemetry-gateway tail`.
 fn tail(args: TailArgs) -> anyhow::Result<()> {
     let idle = std::time::Duration::try_from_secs_f64(args.idle)
         .ok()
@@ -393,7 +427,7 @@ fn tail(args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `gateway devices ...`.
+/// `telemetry-gateway devices ...`.
 fn devices(
     action: DevicesAction,
     file: Option<PathBuf>,

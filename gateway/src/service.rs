@@ -84,7 +84,7 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
             )))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "No export control socket: `gateway export` needs the gateway stopped.");
+            tracing::warn!(error = %e, "No export control socket: `telemetry-gateway export` needs the gateway stopped.");
             None
         }
     };

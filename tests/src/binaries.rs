@@ -1,4 +1,4 @@
-//! Locating the workspace binaries the end-to-end tests run (`gateway`, `devsim`).
+//! Locating the workspace binaries the end-to-end tests run (`telemetry-gateway`, `devsim`).
 //!
 //! Test executables live in `<target>/<profile>/deps/`; the binaries of the same build are in
 //! `<target>/<profile>/`, next to tools such as `bench-ingest`. `tests/run-all` builds them before running the tests.
@@ -6,8 +6,15 @@
 use crate::HarnessError;
 use std::path::PathBuf;
 
-/// Path of the workspace binary `name` from the same build profile as this test.
+/// The gateway's binary: one name everywhere the user sees it (the command, the Debian
+/// package, the unit, the man page).
+pub const GATEWAY: &str = "telemetry-gateway";
+
+/// Path of the workspace binary `name` from the same build profile as this test. `gateway`,
+/// the binary's name before it took the package's, finds [`GATEWAY`] (never a stale binary
+/// of that name left in the target directory).
 pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
+    let name = if name == "gateway" { GATEWAY } else { name };
     let exe =
         std::env::current_exe().map_err(|e| HarnessError::io("locating the test executable", e))?;
     // Test executables sit in `<profile>/deps/`, binaries (like bench tools) in `<profile>/`.
@@ -27,7 +34,7 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
             ""
         };
         Err(HarnessError::setup(format!(
-            "{} is missing: build it first with `cargo build{profile} -p {name}` (tests/run-all does this)",
+            "{} is missing: build it first with `cargo build{profile} --workspace --bins` (tests/run-all does this)",
             path.display()
         )))
     }

@@ -6,7 +6,7 @@
 //! either is missing the check fails with a message naming it, it never skips.
 
 use crate::HarnessError;
-use crate::binaries::binary;
+use crate::binaries::{GATEWAY, binary};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -114,7 +114,7 @@ pub fn run_export(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Output, HarnessError> {
-    let mut c = Command::new(binary("gateway")?);
+    let mut c = Command::new(binary(GATEWAY)?);
     c.arg("export");
     if let Some(config) = config {
         c.arg("--config").arg(config);

@@ -3,7 +3,7 @@
 //! and the buffer file.
 
 use crate::HarnessError;
-use crate::binaries::binary;
+use crate::binaries::{GATEWAY, binary};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -148,7 +148,7 @@ impl GatewayProcess {
                 c.args(args);
                 c
             }
-            _ => Command::new(binary("gateway")?),
+            _ => Command::new(binary(GATEWAY)?),
         };
         let child = command
             .arg("run")

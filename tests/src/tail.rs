@@ -1,7 +1,7 @@
 //! Running `gateway tail --check --json` and `aws-kinesis-agg` (Python) against a stream.
 
 use crate::HarnessError;
-use crate::binaries::binary;
+use crate::binaries::{GATEWAY, binary};
 use crate::read_back::StreamRecord;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -13,7 +13,7 @@ pub fn tail_check(
     env: &[(String, String)],
     idle_secs: u32,
 ) -> Result<(bool, serde_json::Value), HarnessError> {
-    let out = Command::new(binary("gateway")?)
+    let out = Command::new(binary(GATEWAY)?)
         .args([
             "tail",
             "--stream",

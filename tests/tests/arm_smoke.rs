@@ -5,15 +5,16 @@
 //! - the forwarder delivers every acked reading to kinesis-local (2 shards, JSON records);
 //! - it speaks systemd's notify protocol: `READY=1` naming its listeners, `WATCHDOG=1` at half
 //!   `WATCHDOG_USEC`, `STOPPING=1` on SIGTERM;
-//! - `gateway status` (the same ARM binary) reads its health;
+//! - `telemetry-gateway status` (the same ARM binary) reads its health;
 //! - SIGTERM under load stops it cleanly; restarted, it loses nothing: every acked reading is
 //!   delivered (or still stored) exactly once.
 //!
 //! Never skipped: a missing emulator, ARM sysroot or binary fails the test with the fix.
 //!
 //! Environment (all optional; the same names with `_ARMV7` appended for the armv7 test):
-//! - `ARM_SMOKE_GATEWAY`: the aarch64 `gateway` binary (default:
-//!   `<target dir>/dist/aarch64-unknown-linux-gnu/gateway`, where `bash cross/build.sh` puts it);
+//! - `ARM_SMOKE_GATEWAY`: the aarch64 `telemetry-gateway` binary (default:
+//!   `<target dir>/dist/aarch64-unknown-linux-gnu/telemetry-gateway`, where `bash
+//!   cross/build.sh` puts it);
 //! - `ARM_SMOKE_QEMU`: the emulator (default: `qemu-aarch64` on `PATH`, from Debian's
 //!   `qemu-user`);
 //! - `ARM_SMOKE_SYSROOT`: the target glibc for the dynamic loader (default
@@ -170,7 +171,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `<target dir>/dist/<triple>/gateway`, the target dir being the one this test executable was
+/// `<target dir>/dist/<triple>/telemetry-gateway`, the target dir being the one this test executable was
 /// built in (`<target dir>/<profile>/deps/arm_smoke-*`).
 fn default_binary(triple: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -178,7 +179,10 @@ fn default_binary(triple: &str) -> PathBuf {
         .ancestors()
         .nth(3)
         .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
-    target_dir.join("dist").join(triple).join("gateway")
+    target_dir
+        .join("dist")
+        .join(triple)
+        .join(e2e::binaries::GATEWAY)
 }
 
 /// A systemd notify socket: every datagram received, with its arrival time.

@@ -6,7 +6,7 @@
 //! device; checked against the gateway's own counters and its buffer file.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use e2e::binaries::binary;
+use e2e::binaries::{GATEWAY, binary};
 use e2e::mqtt_client::{Reply, TestClient};
 use e2e::{GatewayOptions, GatewayProcess, devsim};
 use std::collections::BTreeMap;
@@ -176,7 +176,7 @@ fn each_device_is_reported_with_its_last_batch_readings_losses_and_refusals() {
     );
 
     // The CLI table: every listed device, and dev-never as never seen.
-    let out = std::process::Command::new(binary("gateway").unwrap())
+    let out = std::process::Command::new(binary(GATEWAY).unwrap())
         .args(["devices", "list", "--status", "--endpoint"])
         .arg(gw.telemetry.to_string())
         .arg("--file")

@@ -329,7 +329,7 @@ fn the_mqtt311_listener_can_be_turned_off() {
 
 #[test]
 fn passwords_are_salted_slow_hashes_read_from_stdin_and_old_sha256_lines_are_refused() {
-    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let gateway = e2e::binaries::binary(e2e::binaries::GATEWAY).expect("gateway binary");
     let mut child = std::process::Command::new(&gateway)
         .args(["hash-password", "dev-a"])
         .stdin(std::process::Stdio::piped())
@@ -372,7 +372,7 @@ fn passwords_are_salted_slow_hashes_read_from_stdin_and_old_sha256_lines_are_ref
 
 /// Runs `gateway devices ARGS --file FILE`, with `stdin` as the password input.
 fn devices_command(file: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let gateway = e2e::binaries::binary(e2e::binaries::GATEWAY).expect("gateway binary");
     let mut child = std::process::Command::new(&gateway)
         .arg("devices")
         .args(args)

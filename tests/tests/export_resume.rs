@@ -4,7 +4,7 @@
 //! with `--mark-delivered` the buffer holds none of them.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use e2e::binaries::binary;
+use e2e::binaries::{GATEWAY, binary};
 use e2e::export_check::{
     Row, buffer_rows, read_export, require_pyarrow, run_export, small_files_config,
 };
@@ -97,7 +97,7 @@ fn sigkill_mid_export_then_a_rerun_completes_the_table() {
     let expected = filled(&data);
     let out = tmp.path().join("out");
     let config = small_files_config(tmp.path(), 8 << 10).expect("config");
-    let mut child = Command::new(binary("gateway").expect("gateway"))
+    let mut child = Command::new(binary(GATEWAY).expect("gateway"))
         .arg("export")
         .arg("--config")
         .arg(&config)

@@ -144,11 +144,12 @@ fn drain_phase(report: &mut String) {
     )
     .expect("drained");
     let wall = started.elapsed();
-    let status = std::process::Command::new(e2e::binaries::binary("gateway").expect("binary"))
-        .args(["status", "--endpoint", &gw.telemetry.to_string()])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let status =
+        std::process::Command::new(e2e::binaries::binary(e2e::binaries::GATEWAY).expect("binary"))
+            .args(["status", "--endpoint", &gw.telemetry.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
     drop(gw);
 
     let accepted = emu.accepted();

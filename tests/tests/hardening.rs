@@ -115,7 +115,7 @@ fn connections_are_capped_before_connect() {
 
 #[test]
 fn accept_errors_back_off_instead_of_spinning() {
-    let gateway = e2e::binaries::binary("gateway").expect("gateway binary");
+    let gateway = e2e::binaries::binary(e2e::binaries::GATEWAY).expect("gateway binary");
     let options = GatewayOptions {
         // Few file descriptors: accepting more connections fails with EMFILE.
         launcher: Some(vec![

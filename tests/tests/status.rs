@@ -2,7 +2,7 @@
 //! a running gateway under devsim load.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use e2e::binaries::binary;
+use e2e::binaries::{GATEWAY, binary};
 use e2e::{GatewayOptions, GatewayProcess, devsim};
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -18,7 +18,7 @@ fn status_prints_json_and_a_live_view_with_rates() {
     std::thread::sleep(Duration::from_secs(2));
     let endpoint = gw.telemetry.to_string();
 
-    let out = Command::new(binary("gateway").unwrap())
+    let out = Command::new(binary(GATEWAY).unwrap())
         .args(["status", "--json", "--endpoint", &endpoint])
         .output()
         .expect("status runs");
@@ -35,7 +35,7 @@ fn status_prints_json_and_a_live_view_with_rates() {
     );
 
     // Not a terminal: views follow one another, each after a separator line.
-    let mut watch = Command::new(binary("gateway").unwrap())
+    let mut watch = Command::new(binary(GATEWAY).unwrap())
         .args([
             "status",
             "--watch",
@@ -142,7 +142,7 @@ fn status_watch_on_a_terminal_shows_buffer_rates_and_each_shards_use() {
 
     let watch = format!(
         "{} status --watch --interval 1 --endpoint {}",
-        binary("gateway").unwrap().display(),
+        binary(GATEWAY).unwrap().display(),
         gw.telemetry
     );
     tmux.run(&[

@@ -3,14 +3,14 @@
 //! `RUST_BACKTRACE` says.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use e2e::binaries::binary;
+use e2e::binaries::{GATEWAY, binary};
 use e2e::site_certs::SiteCerts;
 use std::path::Path;
 use std::process::Command;
 
 /// Runs `gateway ARGS` in `dir` with `RUST_BACKTRACE=1`: (success, stdout + stderr).
 fn gateway(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary("gateway").expect("gateway binary"))
+    let out = Command::new(binary(GATEWAY).expect("gateway binary"))
         .args(args)
         .current_dir(dir)
         .env("RUST_BACKTRACE", "1")

@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::KinesisLocal;
-use e2e::binaries::binary;
+use e2e::binaries::{GATEWAY, binary};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ fn validate(
 ) -> (bool, String, Duration) {
     let file = dir.join("gateway.toml");
     std::fs::write(&file, toml).unwrap();
-    let mut command = Command::new(binary("gateway").unwrap());
+    let mut command = Command::new(binary(GATEWAY).unwrap());
     command.arg("validate").arg("--config").arg(&file);
     if online {
         command.arg("--online");

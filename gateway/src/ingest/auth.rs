@@ -108,17 +108,17 @@ fn check_stored(hash: &str) -> Result<(), String> {
     if hash.starts_with("sha256:") {
         return Err(
             "unsalted SHA-256 hashes are no longer accepted: rehash the password with \
-                    `gateway hash-password DEVICE` (it reads the password from a prompt or \
+                    `telemetry-gateway hash-password DEVICE` (it reads the password from a prompt or \
                     stdin) and replace the line"
                 .into(),
         );
     }
     let parsed = PasswordHash::new(hash).map_err(|e| {
-        format!("not a PHC password hash ({e}); make one with `gateway hash-password`")
+        format!("not a PHC password hash ({e}); make one with `telemetry-gateway hash-password`")
     })?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(format!(
-            "unsupported hash algorithm {:?}: use argon2id (`gateway hash-password`)",
+            "unsupported hash algorithm {:?}: use argon2id (`telemetry-gateway hash-password`)",
             parsed.algorithm.as_str()
         ));
     }
@@ -376,7 +376,7 @@ mod tests {
             ("[devices]\n\"a\" = \"plain\"\n".to_owned(), "not a PHC password hash"),
             (
                 format!("[devices]\n\"a\" = \"{sha}\"\n"),
-                "gateway hash-password DEVICE",
+                "telemetry-gateway hash-password DEVICE",
             ),
             ("[users]\n".to_owned(), "unknown field"),
         ] {

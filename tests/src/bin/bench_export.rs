@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release --bins
 //! target/release/bench-export fill /tmp/bench-export/data 5000000
-//! time target/release/gateway export --data-dir /tmp/bench-export/data --out /tmp/bench-export/parquet
+//! time target/release/telemetry-gateway export --data-dir /tmp/bench-export/data --out /tmp/bench-export/parquet
 //! ```
 //!
 //! Arguments: `fill DATA_DIR READINGS [DEVICES=1000] [BATCH=50]`. Readings are one per device

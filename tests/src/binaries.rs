@@ -10,11 +10,8 @@ use std::path::PathBuf;
 /// package, the unit, the man page).
 pub const GATEWAY: &str = "telemetry-gateway";
 
-/// Path of the workspace binary `name` from the same build profile as this test. `gateway`,
-/// the binary's name before it took the package's, finds [`GATEWAY`] (never a stale binary
-/// of that name left in the target directory).
+/// Path of the workspace binary `name` from the same build profile as this test.
 pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
-    let name = if name == "gateway" { GATEWAY } else { name };
     let exe =
         std::env::current_exe().map_err(|e| HarnessError::io("locating the test executable", e))?;
     // Test executables sit in `<profile>/deps/`, binaries (like bench tools) in `<profile>/`.

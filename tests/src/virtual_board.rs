@@ -47,7 +47,8 @@ pub fn build_image(
     let fw_target = std::env::var_os("FW_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/iot-gateway/fw-target"));
-    let target_dir = fw_target.join("mps2-an386-e2e");
+    // The directory firmware/ci.sh builds the board in: its dependencies are reused.
+    let target_dir = fw_target.join("mps2-an386");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command

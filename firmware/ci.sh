@@ -27,8 +27,9 @@ unset CARGO_TARGET_DIR
 STM32_FLASH_BUDGET=$((128 * 1024))
 STM32_RAM_BUDGET=$((32 * 1024))
 # The TLS image (--features tls) does not fit that budget (issue 12: embedded-tls with P-256
-# costs ~78 KB of code and ~14 KiB of RAM); its own ceiling keeps it from creeping.
-STM32_TLS_FLASH_BUDGET=$((192 * 1024))
+# costs ~78 KB of code and ~14 KiB of RAM); its own ceiling keeps it from creeping. Raised from
+# 192 to 200 KiB when DNS, SNTP and the watchdog (issue 14) took the image to 191.9 KiB.
+STM32_TLS_FLASH_BUDGET=$((200 * 1024))
 STM32_TLS_RAM_BUDGET=$((48 * 1024))
 
 started=$(date +%s)
@@ -162,7 +163,7 @@ over=
 [ "$flash" -le "$STM32_TLS_FLASH_BUDGET" ] || over="flash $flash B > $STM32_TLS_FLASH_BUDGET B"
 [ "$ram_wo_ring" -le "$STM32_TLS_RAM_BUDGET" ] || over="${over:+$over; }static RAM without the ring $ram_wo_ring B > $STM32_TLS_RAM_BUDGET B"
 [ -z "$over" ] || die "nucleo-f429zi+tls is over its ceiling: $over"
-echo "nucleo-f429zi+tls: over the 128 KiB / 32 KiB budget by design (TLS is opt-in); within its ceiling of 192 KiB flash, 48 KiB static RAM without the ring"
+echo "nucleo-f429zi+tls: over the 128 KiB / 32 KiB budget by design (TLS is opt-in); within its ceiling of 200 KiB flash, 48 KiB static RAM without the ring"
 
 step "Board support unit tests (host)"
 (cd "$here/boards/common" && CARGO_TARGET_DIR="$fw_target/common" cargo test --locked)

@@ -21,9 +21,7 @@
 mod chip_sensors;
 
 use board_common::boot_store::Sector;
-use board_common::{
-    Both, EmbassyClock, FeedWatchdog, FlashBootStore, TcpConnector, device_id, settings,
-};
+use board_common::{Both, EmbassyClock, FeedWatchdog, FlashBootStore, device_id, settings};
 use chip_sensors::ChipTemperature;
 use defmt::{error, info, warn};
 use embassy_executor::Spawner;
@@ -41,8 +39,8 @@ use esp_radio::wifi::{
 };
 use esp_storage::FlashStorage;
 use sensor_node_core::sensor::{Precision, SHT4X_ADDRESS, Sht4x};
-use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, Node, start_boot};
-use static_cell::{ConstStaticCell, StaticCell};
+use sensor_node_core::{Node, start_boot};
+use static_cell::StaticCell;
 use telemetry_wire::DeviceId;
 use telemetry_wire::limits::MAX_DEVICE_ID_LEN;
 use {esp_backtrace as _, esp_println as _};
@@ -74,13 +72,6 @@ const BOOT_SECTORS: [Sector; 2] = [
 /// Watchdog (RTC watchdog, stage 0 resets the system) period: above the longest wait of the
 /// loop without a wake-up (a write bounded by board_common's 20 s TCP timeout).
 const WATCHDOG: esp_hal::time::Duration = esp_hal::time::Duration::from_secs(30);
-
-/// TCP socket buffers: inbound carries only acks and PUBACKs; outbound holds one batch.
-const TCP_RX: usize = 1024;
-const TCP_TX: usize = 2048;
-/// MQTT buffers: inbound one ack PUBLISH, outbound one full batch in flight.
-const MQTT_RX: usize = 512;
-const MQTT_TX: usize = MIN_TX_BUFFER;
 
 #[esp_rtos::main]
 async fn main(spawner: Spawner) -> ! {
@@ -178,38 +169,29 @@ async fn main(spawner: Spawner) -> ! {
     };
     let mut sensors = Both::new(sht, ChipTemperature::new(tsens, 2));
 
-    static TCP_BUFFERS: ConstStaticCell<([u8; TCP_RX], [u8; TCP_TX])> =
-        ConstStaticCell::new(([0; TCP_RX], [0; TCP_TX]));
-    static MQTT_BUFFERS: ConstStaticCell<([u8; MQTT_RX], [u8; MQTT_TX])> =
-        ConstStaticCell::new(([0; MQTT_RX], [0; MQTT_TX]));
     static NODE: StaticCell<Node<'static, RING_CAPACITY>> = StaticCell::new();
-    let (tcp_rx, tcp_tx) = TCP_BUFFERS.take();
-    let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
-    let connector = TcpConnector::new(
-        stack,
-        settings::BROKER_HOST,
-        settings::BROKER_PORT,
-        tcp_rx,
-        tcp_tx,
-    );
+    let (connector, mqtt_buffers) = match board_common::uplink::open(stack) {
+        Ok(uplink) => uplink,
+        Err(e) => {
+            error!("uplink: {}", e);
+            halt("uplink").await
+        }
+    };
     #[cfg(not(feature = "tls"))]
     let mut connector = connector;
     #[cfg(feature = "tls")]
     let mut connector = {
-        use sensor_node_core::tls::{TlsConnector, TlsMemory};
-        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
-        let tls = match board_common::tls::tls_settings() {
-            Ok(tls) => tls,
-            Err(e) => {
-                error!("TLS settings: {}", e);
-                halt("invalid TLS settings").await
-            }
-        };
         // The Wi-Fi radio, started above, is the TRNG's entropy source.
         let Ok(trng) = esp_hal::rng::Trng::try_new() else {
             halt("no entropy source for TLS keys").await
         };
-        TlsConnector::new(connector, tls, TLS_MEMORY.take(), trng)
+        match board_common::uplink::with_tls(connector, trng) {
+            Ok(tls) => tls,
+            Err(e) => {
+                error!("TLS: {}", e);
+                halt("invalid TLS settings").await
+            }
+        }
     };
     let mut jitter_seed = [0u8; 8];
     jitter_seed[..6].copy_from_slice(mac.as_bytes());
@@ -227,10 +209,7 @@ async fn main(spawner: Spawner) -> ! {
         &EmbassyClock,
         &mut connector,
         &mut FeedWatchdog::new(|| rtc.rwdt.feed()),
-        MqttBuffers {
-            rx: mqtt_rx,
-            tx: mqtt_tx,
-        },
+        mqtt_buffers,
         core::future::pending::<()>(),
     )
     .await;

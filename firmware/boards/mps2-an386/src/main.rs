@@ -26,7 +26,7 @@ mod time_driver;
 mod watchdog;
 
 use board_common::boot_store::Sector;
-use board_common::{EmbassyClock, FeedWatchdog, FlashBootStore, TcpConnector, device_id, settings};
+use board_common::{EmbassyClock, FeedWatchdog, FlashBootStore, device_id, settings};
 use core::panic::PanicInfo;
 use cortex_m_semihosting::hprintln;
 use counter_sensor::CycleCounter;
@@ -36,10 +36,8 @@ use embassy_time::{Instant, Timer};
 use entropy::HostEntropy;
 use flash::SemihostingFlash;
 use lan9118::Lan9118;
-use sensor_node_core::{
-    AckOutcome, Event, Hooks, MIN_TX_BUFFER, MqttBuffers, Node, Status, start_boot,
-};
-use static_cell::{ConstStaticCell, StaticCell};
+use sensor_node_core::{AckOutcome, Event, Hooks, Node, Status, start_boot};
+use static_cell::StaticCell;
 use telemetry_wire::DeviceId;
 use telemetry_wire::limits::MAX_DEVICE_ID_LEN;
 use watchdog::Watchdog;
@@ -65,13 +63,6 @@ const BOOT_SECTORS: [Sector; 2] = [
 /// Watchdog period: above the longest wait of the loop without a wake-up (a write bounded by
 /// board_common's 20 s TCP timeout).
 const WATCHDOG_S: u32 = 30;
-
-/// TCP socket buffers: inbound carries only acks and PUBACKs; outbound holds one batch.
-const TCP_RX: usize = 1024;
-const TCP_TX: usize = 2048;
-/// MQTT buffers: inbound one ack PUBLISH, outbound one full batch in flight.
-const MQTT_RX: usize = 512;
-const MQTT_TX: usize = MIN_TX_BUFFER;
 
 /// `[uptime] message` on QEMU's standard output.
 macro_rules! log {
@@ -168,30 +159,15 @@ async fn main(spawner: Spawner) -> ! {
         spawn(&spawner, sntp_task(stack, server));
     }
 
-    static TCP_BUFFERS: ConstStaticCell<([u8; TCP_RX], [u8; TCP_TX])> =
-        ConstStaticCell::new(([0; TCP_RX], [0; TCP_TX]));
-    static MQTT_BUFFERS: ConstStaticCell<([u8; MQTT_RX], [u8; MQTT_TX])> =
-        ConstStaticCell::new(([0; MQTT_RX], [0; MQTT_TX]));
     static NODE: StaticCell<Node<'static, RING_CAPACITY>> = StaticCell::new();
-    let (tcp_rx, tcp_tx) = TCP_BUFFERS.take();
-    let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
-    let connector = TcpConnector::new(
-        stack,
-        settings::BROKER_HOST,
-        settings::BROKER_PORT,
-        tcp_rx,
-        tcp_tx,
-    );
+    let Ok((connector, mqtt_buffers)) = board_common::uplink::open(stack) else {
+        halt("uplink opened twice")
+    };
     #[cfg(not(feature = "tls"))]
     let mut connector = connector;
     #[cfg(feature = "tls")]
-    let mut connector = {
-        use sensor_node_core::tls::{TlsConnector, TlsMemory};
-        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
-        let Ok(tls) = board_common::tls::tls_settings() else {
-            halt("invalid TLS settings")
-        };
-        TlsConnector::new(connector, tls, TLS_MEMORY.take(), entropy)
+    let Ok(mut connector) = board_common::uplink::with_tls(connector, entropy) else {
+        halt("invalid TLS settings")
     };
     let node = NODE.init_with(|| Node::new(device, boot, board_common::node_config(seed)));
     log!(
@@ -209,10 +185,7 @@ async fn main(spawner: Spawner) -> ! {
         &EmbassyClock,
         &mut connector,
         &mut LoggedHooks::new(FeedWatchdog::new(|| watchdog.feed())),
-        MqttBuffers {
-            rx: mqtt_rx,
-            tx: mqtt_tx,
-        },
+        mqtt_buffers,
         core::future::pending::<()>(),
     )
     .await;

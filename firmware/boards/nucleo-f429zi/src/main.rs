@@ -22,9 +22,7 @@
 mod mcu_sensors;
 
 use board_common::boot_store::Sector;
-use board_common::{
-    Both, EmbassyClock, FeedWatchdog, FlashBootStore, TcpConnector, device_id, settings,
-};
+use board_common::{Both, EmbassyClock, FeedWatchdog, FlashBootStore, device_id, settings};
 use defmt::{error, info};
 use embassy_executor::Spawner;
 use embassy_net::StackResources;
@@ -39,8 +37,8 @@ use embassy_stm32::{bind_interrupts, eth};
 use embassy_time::Timer;
 use mcu_sensors::McuSensors;
 use sensor_node_core::sensor::{Precision, SHT4X_ADDRESS, Sht4x};
-use sensor_node_core::{MIN_TX_BUFFER, MqttBuffers, Node, start_boot};
-use static_cell::{ConstStaticCell, StaticCell};
+use sensor_node_core::{Node, start_boot};
+use static_cell::StaticCell;
 use telemetry_wire::DeviceId;
 use telemetry_wire::limits::MAX_DEVICE_ID_LEN;
 use {defmt_rtt as _, panic_probe as _};
@@ -70,13 +68,6 @@ const BOOT_SECTORS: [Sector; 2] = [
 /// Watchdog period: above the longest wait of the loop without a wake-up (a write bounded by
 /// board_common's 20 s TCP timeout), below the IWDG's 32.7 s maximum.
 const WATCHDOG_US: u32 = 30_000_000;
-
-/// TCP socket buffers: inbound carries only acks and PUBACKs; outbound holds one batch.
-const TCP_RX: usize = 1024;
-const TCP_TX: usize = 2048;
-/// MQTT buffers: inbound one ack PUBLISH, outbound one full batch in flight.
-const MQTT_RX: usize = 512;
-const MQTT_TX: usize = MIN_TX_BUFFER;
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
@@ -167,37 +158,26 @@ async fn main(spawner: Spawner) -> ! {
     let sht = Sht4x::new(i2c, SHT4X_ADDRESS, Precision::High, 0);
     let mut sensors = Both::new(sht, McuSensors::new(p.ADC1, 2));
 
-    static TCP_BUFFERS: ConstStaticCell<([u8; TCP_RX], [u8; TCP_TX])> =
-        ConstStaticCell::new(([0; TCP_RX], [0; TCP_TX]));
-    static MQTT_BUFFERS: ConstStaticCell<([u8; MQTT_RX], [u8; MQTT_TX])> =
-        ConstStaticCell::new(([0; MQTT_RX], [0; MQTT_TX]));
     static NODE: StaticCell<Node<'static, RING_CAPACITY>> = StaticCell::new();
-    let (tcp_rx, tcp_tx) = TCP_BUFFERS.take();
-    let (mqtt_rx, mqtt_tx) = MQTT_BUFFERS.take();
-    let connector = TcpConnector::new(
-        stack,
-        settings::BROKER_HOST,
-        settings::BROKER_PORT,
-        tcp_rx,
-        tcp_tx,
-    );
+    let (connector, mqtt_buffers) = match board_common::uplink::open(stack) {
+        Ok(uplink) => uplink,
+        Err(e) => {
+            error!("uplink: {}", e);
+            halt("uplink").await
+        }
+    };
     #[cfg(not(feature = "tls"))]
     let mut connector = {
         drop(rng);
         connector
     };
     #[cfg(feature = "tls")]
-    let mut connector = {
-        use sensor_node_core::tls::{TlsConnector, TlsMemory};
-        static TLS_MEMORY: ConstStaticCell<TlsMemory> = ConstStaticCell::new(TlsMemory::new());
-        let tls = match board_common::tls::tls_settings() {
-            Ok(tls) => tls,
-            Err(e) => {
-                error!("TLS settings: {}", e);
-                halt("invalid TLS settings").await
-            }
-        };
-        TlsConnector::new(connector, tls, TLS_MEMORY.take(), rng)
+    let mut connector = match board_common::uplink::with_tls(connector, rng) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!("TLS: {}", e);
+            halt("invalid TLS settings").await
+        }
     };
     let jitter_seed = u64::from_le_bytes([
         uid[0], uid[1], uid[2], uid[3], uid[8], uid[9], uid[10], uid[11],
@@ -214,10 +194,7 @@ async fn main(spawner: Spawner) -> ! {
         &EmbassyClock,
         &mut connector,
         &mut FeedWatchdog::new(|| watchdog.pet()),
-        MqttBuffers {
-            rx: mqtt_rx,
-            tx: mqtt_tx,
-        },
+        mqtt_buffers,
         core::future::pending::<()>(),
     )
     .await;

@@ -21,6 +21,8 @@ pub use connector::{
     DeviceCredentials, TLS_WRITE_RECORD, TlsConnectError, TlsConnector, TlsMemory, TlsSettings,
     TlsStream,
 };
+/// What the connector needs of a random source (rand_core 0.6 `RngCore + CryptoRng`).
+pub use embedded_tls::CryptoRngCore;
 pub use pinned_ca::{CaKey, CredentialError, PinnedCaVerifier};
 pub use record_pipe::RecordPipe;
 pub use x509::ServerName;

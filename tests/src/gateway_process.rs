@@ -197,6 +197,24 @@ impl GatewayProcess {
         }
     }
 
+    /// SIGHUP, as `systemctl reload` sends: the gateway rereads what it can apply live.
+    pub fn reload(&self) -> Result<(), HarnessError> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::setup("gateway not running"))?;
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .map_err(|e| HarnessError::io("running kill -HUP", e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::setup(format!(
+                "kill -HUP {pid} failed: {status}"
+            )))
+        }
+    }
+
     /// SIGTERM and wait for the exit (clean shutdown), at most `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, HarnessError> {
         let mut child = self

@@ -398,15 +398,6 @@ fn devices_command(file: &std::path::Path, args: &[&str], stdin: &str) -> String
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-fn reload(gw: &GatewayProcess) {
-    let pid = gw.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
 #[test]
 fn devices_are_provisioned_and_revoked_on_reload_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -433,7 +424,7 @@ fn devices_are_provisioned_and_revoked_on_reload_without_a_restart() {
     devices_command(&file, &["remove", "dev-b"], "");
     let text = std::fs::read_to_string(&file).expect("read");
     assert!(text.starts_with("# Devices of this site\n"), "{text}");
-    reload(&gw);
+    gw.reload().expect("SIGHUP");
     assert_eq!(
         b.next_reply(Duration::from_secs(1)),
         Some(Reply::Closed),
@@ -468,7 +459,7 @@ fn devices_are_provisioned_and_revoked_on_reload_without_a_restart() {
 
     // A broken file is not applied: the devices in force stay as they were.
     std::fs::write(&file, "[devices]\n\"dev-a\" = \"sha256:00\"\n").expect("write");
-    reload(&gw);
+    gw.reload().expect("SIGHUP");
     gw.wait_metric(
         "gateway_ingest_credential_reload_failures_total",
         WAIT,

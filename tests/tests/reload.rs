@@ -11,15 +11,6 @@ use e2e::{GatewayOptions, GatewayProcess, KinesisEmulator, devsim};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-fn hangup(gw: &GatewayProcess) {
-    let pid = gw.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
 /// Waits until the gateway's log holds `text` at least `n` times.
 fn wait_log(gw: &GatewayProcess, text: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -81,7 +72,7 @@ fn a_reload_under_load_changes_the_log_level_and_adds_a_device_without_reconnect
         "[buffer]\nmax_commit_delay_ms = 30\n",
     );
     let restart = "Reload: buffer.max_commit_delay_ms changed; it needs a restart";
-    hangup(&gw);
+    gw.reload().expect("SIGHUP");
     wait_log(&gw, restart, 1);
     let log = gw.log_text();
     assert!(log.contains("Device credentials reloaded."), "{log}");
@@ -107,7 +98,7 @@ fn a_reload_under_load_changes_the_log_level_and_adds_a_device_without_reconnect
 
     // At warn, a second reload's INFO lines are gone and its WARN line (the setting still
     // waiting for a restart) is there.
-    hangup(&gw);
+    gw.reload().expect("SIGHUP");
     wait_log(&gw, restart, 2);
     assert_eq!(gw.log_text().matches("SIGHUP: reloading").count(), 1);
 
@@ -188,7 +179,7 @@ fn a_reload_changes_the_forwarders_shard_limits_while_it_runs() {
         "shard_records_per_sec = 200\nmax_in_flight_per_shard = 4",
     );
     let reloaded = Instant::now();
-    hangup(&gw);
+    gw.reload().expect("SIGHUP");
     wait_log(&gw, "Forwarder limits reloaded.", 1);
     let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
     assert!(ok, "devsim: {stdout}\n{stderr}");

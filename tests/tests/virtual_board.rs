@@ -103,6 +103,23 @@ fn contiguous_once(counts: &Counts, boot: u32) -> u32 {
     *seqs.last().unwrap()
 }
 
+/// Boots the site's image and waits until `count` readings of boot 1 are acked.
+fn power_on_and_deliver(
+    image: &std::path::Path,
+    dir: &std::path::Path,
+    count: usize,
+) -> VirtualBoard {
+    let mut board = VirtualBoard::power_on(image, dir).expect("QEMU starts");
+    board
+        .wait_for(
+            &format!("{count} readings of boot 1 acked"),
+            Duration::from_secs(90),
+            |b| b.acked(1).len() >= count,
+        )
+        .expect("the board delivers");
+    board
+}
+
 fn max_acked(board: &VirtualBoard, boot: u32) -> u32 {
     board.acked(boot).last().copied().unwrap_or(0)
 }
@@ -111,14 +128,8 @@ fn max_acked(board: &VirtualBoard, boot: u32) -> u32 {
 fn the_virtual_board_reaches_the_gateway_by_name_and_loses_nothing_across_its_restart() {
     let device = "vb-restart";
     let (mut gw, sntp, board_dir, image) = site(device);
-    let mut board = VirtualBoard::power_on(&image, board_dir.path()).expect("QEMU starts");
-
     // DHCP, DNS, MQTT, acks: 200 readings acknowledged.
-    board
-        .wait_for("200 readings acked", Duration::from_secs(90), |b| {
-            b.acked(1).len() >= 200
-        })
-        .expect("the board delivers");
+    let mut board = power_on_and_deliver(&image, board_dir.path(), 200);
     let log = board.log_text();
     assert!(log.contains("DHCP: address 10.0.2."), "{log}");
     assert!(log.contains("SNTP: boot was at"), "{log}");
@@ -182,12 +193,7 @@ fn the_virtual_board_reaches_the_gateway_by_name_and_loses_nothing_across_its_re
 fn a_power_cycled_virtual_board_starts_a_new_boot_the_gateway_accepts() {
     let device = "vb-power";
     let (mut gw, _sntp, board_dir, image) = site(device);
-    let mut board = VirtualBoard::power_on(&image, board_dir.path()).expect("QEMU starts");
-    board
-        .wait_for("boot 1 acked", Duration::from_secs(90), |b| {
-            b.acked(1).len() >= 50
-        })
-        .expect("boot 1 delivers");
+    let mut board = power_on_and_deliver(&image, board_dir.path(), 50);
 
     // Power cut: whatever was not acked yet is lost with the RAM (never acked, so never
     // promised); the flash keeps the boot counter.

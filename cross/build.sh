@@ -11,8 +11,10 @@
 # Outputs (CARGO_TARGET_DIR defaults to /var/cache/iot-gateway/target, as in tests/run-all):
 #   $CARGO_TARGET_DIR/dist/<target>/{telemetry-gateway,devsim}  stripped copies (what is shipped)
 #   $CARGO_TARGET_DIR/deb/telemetry-gateway_<v>-1_<arch>.deb
-# Built with the release profile, as the host binaries of tests/run-all, so the host side of the
-# build (build scripts, proc macros) is shared with it and built once.
+# Built with the `ship` profile (root Cargo.toml: opt-level "s", fat LTO, one codegen unit),
+# not `release` as the host binaries of tests/run-all: the shipped binary is ~46 % smaller
+# (docs/benchmarks.md, "Footprint (issue 16)"); the host side of the build (build scripts, proc
+# macros) is built once for both targets.
 # The linker settings live in cross/cargo-config.toml, passed with `cargo --config`, so plain
 # host builds never see them.
 set -euo pipefail
@@ -46,7 +48,7 @@ packages=(-p gateway)
 debs=()
 for target in "${targets[@]}"; do
   started=$(date +%s)
-  cargo --config "$root/cross/cargo-config.toml" build --locked --release \
+  cargo --config "$root/cross/cargo-config.toml" build --locked --profile ship \
     --target "$target" "${packages[@]}"
   dist="$CARGO_TARGET_DIR/dist/$target"
   mkdir -p "$dist"
@@ -57,7 +59,7 @@ for target in "${targets[@]}"; do
   esac
   for bin in telemetry-gateway devsim; do
     [ $bin = devsim ] && [ $devsim = no ] && continue
-    "$strip_tool" -o "$dist/$bin.tmp" "$CARGO_TARGET_DIR/$target/release/$bin"
+    "$strip_tool" -o "$dist/$bin.tmp" "$CARGO_TARGET_DIR/$target/ship/$bin"
     mv "$dist/$bin.tmp" "$dist/$bin"
   done
   echo "cross/build.sh: $target built in $(($(date +%s) - started)) s:"

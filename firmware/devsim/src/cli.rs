@@ -1,5 +1,6 @@
 //! Command line, validated into [`Settings`].
 
+use crate::phase::Phase;
 use crate::tls::TlsSettings;
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -39,9 +40,15 @@ pub struct Cli {
     /// Extra corrupt payloads on the uplink topic, as expected count per real batch (0..=1).
     #[arg(long, default_value_t = 0.0)]
     pub corrupt_share: f64,
-    /// Seed of every random choice (sensor values, jitter, link-drop phases, corruption).
+    /// Seed of every random choice (sensor values, jitter, link-drop phases, corruption,
+    /// --phase random boot offsets): the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How the devices' sampling slots line up: `lockstep` (all boot and sample together, the
+    /// burstiest load) or `random` (each boots at a random moment within its sample period,
+    /// fixed by --seed, as a real site would).
+    #[arg(long, value_enum, default_value_t = Phase::Lockstep)]
+    pub phase: Phase,
     /// Readings per batch (at most 128).
     #[arg(long, default_value_t = 128)]
     pub batch_max: usize,
@@ -121,6 +128,8 @@ pub struct Settings {
     pub drops: Option<(u64, u64)>,
     /// Master seed.
     pub seed: u64,
+    /// How the devices' boots (and so their sampling slots) line up.
+    pub phase: Phase,
     /// Ring capacity.
     pub ring_capacity: usize,
     /// Boot counter files directory.
@@ -233,6 +242,7 @@ impl Cli {
             corrupt_share: self.corrupt_share,
             drops,
             seed: self.seed,
+            phase: self.phase,
             ring_capacity: self.ring_capacity,
             state_dir: self.state_dir.clone(),
             acked_log: self.acked_log.clone(),

@@ -6,6 +6,7 @@ use crate::cli::Settings;
 use crate::clock::TokioClock;
 use crate::hooks::{AckedRange, SimHooks};
 use crate::link::{DropSchedule, SimConnector};
+use crate::phase::start_offset_ms;
 use crate::sensor::SimSensor;
 use crate::tls::DeviceFiles;
 use rand_core::OsRng;
@@ -65,7 +66,7 @@ impl DeviceReport {
 }
 
 /// Per-device seed derived from the master seed.
-fn seed_for(master: u64, index: usize, stream: u64) -> u64 {
+pub(crate) fn seed_for(master: u64, index: usize, stream: u64) -> u64 {
     let mut rng = SplitMix64::new(
         master ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.rotate_left(32),
     );
@@ -223,6 +224,27 @@ fn finish<const N: usize>(mut device: Device<'_, N>, result: Result<(), RunError
     report
 }
 
+/// Waits until device `index` boots (its `--phase` offset); false if `shutdown` came first.
+async fn boot_delay(
+    settings: &Settings,
+    index: usize,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    let offset = start_offset_ms(
+        settings.phase,
+        settings.seed,
+        index,
+        settings.node.sample_period_ms,
+    );
+    if offset == 0 {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_millis(offset)) => true,
+        () = shutdown => false,
+    }
+}
+
 /// Runs device `index` over plain TCP until it is done (drained or drain timeout) or
 /// `shutdown` completes.
 pub async fn run_device<const N: usize>(
@@ -230,6 +252,10 @@ pub async fn run_device<const N: usize>(
     index: usize,
     shutdown: impl Future<Output = ()>,
 ) -> DeviceReport {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if !boot_delay(&settings, index, shutdown.as_mut()).await {
+        return DeviceReport::new(settings.ids.get(index).cloned().unwrap_or_default());
+    }
     let (mut device, mut connector) = match build::<N>(&settings, index) {
         Ok(d) => d,
         Err(report) => return *report,
@@ -246,6 +272,10 @@ pub async fn run_tls_device<const N: usize>(
     index: usize,
     shutdown: impl Future<Output = ()>,
 ) -> DeviceReport {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if !boot_delay(&settings, index, shutdown.as_mut()).await {
+        return DeviceReport::new(settings.ids.get(index).cloned().unwrap_or_default());
+    }
     let (mut device, connector) = match build::<N>(&settings, index) {
         Ok(d) => d,
         Err(report) => return *report,

@@ -13,6 +13,7 @@ mod hooks;
 mod latency;
 mod link;
 mod local_pool;
+mod phase;
 mod sensor;
 mod sim;
 mod summary;

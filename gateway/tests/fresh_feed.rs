@@ -211,10 +211,15 @@ fn a_full_feed_marks_a_gap_instead_of_blocking_the_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = start(dir.path());
     let mut feed = gw.buffer.subscribe_fresh(2);
+    // Each batch arrives in a millisecond of its own, so each keeps a record of its own
+    // (back-to-back batches of one instant would share one, see coalesce.rs).
+    let apart = |seq: u32| {
+        let mut b = batch("dev-a", seq * 2, 2);
+        b.received_ms += i64::from(seq);
+        b
+    };
     for seq in 0..5 {
-        gw.writer
-            .append(batch("dev-a", seq * 2, 2))
-            .expect("writer alive");
+        gw.writer.append(apart(seq)).expect("writer alive");
     }
     gw.acks.recv_timeout(Duration::from_secs(5)).expect("ack");
     let mut got = Vec::new();
@@ -222,9 +227,7 @@ fn a_full_feed_marks_a_gap_instead_of_blocking_the_writer() {
         got.push((e.id, e.after_gap));
     }
     assert_eq!(got.len(), 2, "the queue held two: {got:?}");
-    gw.writer
-        .append(batch("dev-a", 10, 2))
-        .expect("writer alive");
+    gw.writer.append(apart(5)).expect("writer alive");
     let sent = Instant::now();
     let next = loop {
         if let Ok(e) = feed.try_recv() {
@@ -235,5 +238,43 @@ fn a_full_feed_marks_a_gap_instead_of_blocking_the_writer() {
     };
     assert!(next.after_gap, "entries were skipped before this one");
     assert_eq!(next.id, got[0].0 + 5, "ids continue after the skipped ones");
+    gw.stop();
+}
+
+#[test]
+fn a_devices_back_to_back_batches_share_one_record_fed_in_its_final_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(dir.path());
+    let mut feed = gw.buffer.subscribe_fresh(64);
+    let sent = Instant::now();
+    // Two channels of one sample, as a device with one reading per batch sends them; then a
+    // batch of another millisecond, which must keep a record of its own.
+    let mut later = batch("dev-a", 2, 1);
+    later.received_ms += 1;
+    for b in [batch("dev-a", 0, 1), batch("dev-a", 1, 1), later] {
+        gw.writer.append(b).expect("writer alive");
+    }
+    let mut fed = Vec::new();
+    while fed.len() < 2 {
+        match feed.try_recv() {
+            Ok(e) => fed.push(e),
+            Err(_) => {
+                assert!(sent.elapsed() < Duration::from_secs(1), "feed too slow");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    let acks = gw.acks.recv_timeout(Duration::from_secs(5)).expect("acks");
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].through_seq, 2, "every batch acked");
+    let log = gw.buffer.read_log(None, 10).expect("reads");
+    assert_eq!(log.len(), 2, "{log:?}");
+    // Joined: both readings, in order, under one id; the feed saw only that final form.
+    assert_eq!((log[0].1.first_seq, log[0].1.readings.len()), (0, 2));
+    assert_eq!(log[0].1.readings[1].t_ms, 1_000);
+    assert_eq!((fed[0].id, &fed[0].record), (log[0].0, &log[0].1));
+    assert_eq!((fed[1].id, &fed[1].record), (log[1].0, &log[1].1));
+    assert_eq!((log[1].1.first_seq, log[1].1.readings.len()), (2, 1));
+    assert!(feed.try_recv().is_err(), "nothing fed twice");
     gw.stop();
 }

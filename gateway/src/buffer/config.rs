@@ -48,6 +48,10 @@ pub struct BufferConfig {
     pub low_load_bytes_per_sec: u64,
     /// How often per-device dedupe state is checkpointed (bounds the replay at open).
     pub checkpoint_interval_ms: u64,
+    /// How long the writer, with nothing queued, keeps a device's newest record open for that
+    /// device's next batch to join it (one log entry instead of two: SD-card wear; see
+    /// `coalesce.rs`) before handing it to the forwarder. 0 never waits.
+    pub coalesce_wait_us: u64,
     /// Age (by arrival) after which undelivered readings leave the buffer; 0 keeps them
     /// until delivered or evicted.
     pub retention_secs: u64,
@@ -70,6 +74,7 @@ impl Default for BufferConfig {
             min_commit_interval_ms: 900,
             low_load_bytes_per_sec: 128 * 1024,
             checkpoint_interval_ms: 30_000,
+            coalesce_wait_us: 200,
             retention_secs: 0,
             retention_action: RetentionAction::Drop,
             fair_share_above: 0.5,
@@ -103,6 +108,8 @@ pub struct ValidBufferConfig {
     pub low_load_bytes_per_sec: f64,
     /// See [`BufferConfig::checkpoint_interval_ms`].
     pub checkpoint_interval: Duration,
+    /// See [`BufferConfig::coalesce_wait_us`].
+    pub coalesce_wait: Duration,
     /// See [`BufferConfig::retention_secs`]; `None` for no limit.
     pub retention: Option<Duration>,
     /// See [`BufferConfig::retention_action`].
@@ -140,6 +147,9 @@ impl BufferConfig {
         if self.checkpoint_interval_ms < 100 {
             return Err("buffer.checkpoint_interval_ms must be at least 100".into());
         }
+        if self.coalesce_wait_us > 10_000 {
+            return Err("buffer.coalesce_wait_us must be at most 10000".into());
+        }
         if !(self.fair_share_above > 0.0 && self.fair_share_above <= 1.0) {
             return Err("buffer.fair_share_above must be above 0 and at most 1".into());
         }
@@ -152,6 +162,7 @@ impl BufferConfig {
             min_commit_interval: Duration::from_millis(self.min_commit_interval_ms),
             low_load_bytes_per_sec: self.low_load_bytes_per_sec as f64,
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            coalesce_wait: Duration::from_micros(self.coalesce_wait_us),
             retention: (self.retention_secs > 0).then(|| Duration::from_secs(self.retention_secs)),
             retention_action: self.retention_action,
             fair_share_above: self.fair_share_above,

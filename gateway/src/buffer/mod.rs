@@ -4,11 +4,13 @@
 //! - [`layout`]: the file format and its invariants.
 //! - [`sequencer`]: dedupe and gap logic per device.
 //! - [`commit_policy`]: when to commit (latency vs SD-card wear).
+//! - [`coalesce`]: when a device's next batch joins its record (SD-card wear).
 //! - [`writer`]: the single writer thread (group commit, capacity, checkpoints, acks).
 //! - [`store`]: open, recovery and reads.
 //! - [`fresh`]: admitted entries handed to the forwarder ahead of their commit.
 //! - [`device_bytes`]: bytes per device, for the per-device quota.
 
+pub mod coalesce;
 pub mod commit_policy;
 pub mod config;
 pub mod device_bytes;

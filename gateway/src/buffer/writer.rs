@@ -12,6 +12,7 @@
 //! use of a handle after an I/O error), restores its state from the file, and retries with
 //! backoff; health reports the buffer not writable until a commit succeeds again.
 
+use super::coalesce;
 use super::commit_policy::{CommitPolicy, RateEstimator};
 use super::config::{FullPolicy, RetentionAction, ValidBufferConfig};
 use super::device_bytes::{self, DeviceBytes};
@@ -253,6 +254,33 @@ fn add_bytes(bytes: &mut HashMap<String, i64>, device: &str, delta: i64) {
     }
 }
 
+/// A log entry the open group will insert.
+struct PendingRecord {
+    id: u64,
+    record: BatchRecord,
+    /// Its encoded length.
+    len: u64,
+}
+
+/// Hands `records[*published..]` to the fresh feed (or marks them skipped while the buffer is
+/// not writable: the group will be refused, so it must not be delivered ahead).
+fn publish(buffer: &Buffer, broken: bool, records: &[PendingRecord], published: &mut usize) {
+    let fresh = buffer.fresh();
+    for p in records.get(*published..).unwrap_or_default() {
+        if broken {
+            fresh.skipped();
+        } else if fresh.has_subscriber() {
+            fresh.publish(FreshEntry {
+                id: p.id,
+                stored_bytes: p.len,
+                record: p.record.clone(),
+                after_gap: false,
+            });
+        }
+    }
+    *published = records.len();
+}
+
 /// A delete request and where to report its outcome.
 type DeleteRequest = (Vec<u64>, Option<Sender<Result<u64, String>>>);
 
@@ -262,8 +290,12 @@ type DeleteRequest = (Vec<u64>, Option<Sender<Result<u64, String>>>);
 struct Group {
     /// Admission results so far: states, acks, counters, ids, totals.
     pending: Outcome,
-    /// Log entries to insert, in id order.
-    records: Vec<(u64, Vec<u8>)>,
+    /// Log entries to insert, in id order. `records[published..]` (at most the last one) are
+    /// not in the fresh feed yet; only such a record may still take a later batch of its
+    /// device (see [`super::coalesce`]).
+    records: Vec<PendingRecord>,
+    /// How many of `records` were handed to the fresh feed.
+    published: usize,
     /// Batches admitted (duplicates included: they are re-acked after the commit).
     appends: usize,
     /// Readings in `records`.
@@ -429,6 +461,26 @@ impl Writer {
                     }
                     break;
                 }
+                // Nothing queued: a device's next batch is often a few µs behind its last
+                // one, so the group's newest record stays open for `coalesce_wait` (0.2 ms by
+                // default: the forwarder gets it at most that much later); then it goes to
+                // the fresh feed before the writer waits longer.
+                if rx.is_empty() && group.published < group.records.len() {
+                    if !self.config.coalesce_wait.is_zero() {
+                        match rx.recv_timeout(self.config.coalesce_wait) {
+                            Ok(c) => {
+                                self.add(&mut group, c);
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(RecvTimeoutError::Disconnected) => {
+                                disconnected = true;
+                                continue;
+                            }
+                        }
+                    }
+                    self.publish_fresh(&mut group);
+                }
                 // A timeout only means "decide again": the group may have become old enough
                 // to be judged on its own rate.
                 match rx.recv_timeout(self.policy.recheck_in(load, age)) {
@@ -465,6 +517,7 @@ impl Writer {
                 ..Outcome::default()
             },
             records: Vec::new(),
+            published: 0,
             appends: 0,
             readings: 0,
             deletes: Vec::new(),
@@ -519,7 +572,18 @@ impl Writer {
             .max(Duration::from_millis(1))
     }
 
+    /// Hands the group's unpublished record (if any) to the fresh feed.
+    fn publish_fresh(&self, group: &mut Group) {
+        publish(
+            &self.buffer,
+            self.broken.is_some(),
+            &group.records,
+            &mut group.published,
+        );
+    }
+
     fn commit_group(&mut self, mut group: Group, checkpoint_due: bool) {
+        self.publish_fresh(&mut group);
         // The group's ids are spent whether or not it commits: an id the forwarder may hold
         // must never name a different entry later.
         let reserved_end = group.pending.next_log_id;
@@ -603,8 +667,10 @@ impl Writer {
         txn.set_durability(Durability::Immediate)?;
         {
             let mut log = txn.open_table(LOG)?;
-            for (id, bytes) in &group.records {
-                log.insert(*id, bytes.as_slice())?;
+            for p in &group.records {
+                self.record_buf.clear();
+                p.record.encode_into(&mut self.record_buf);
+                log.insert(p.id, self.record_buf.as_slice())?;
             }
             for (ids, _) in &group.deletes {
                 let mut readings = 0;
@@ -711,17 +777,45 @@ impl Writer {
         o.claims_confirmed += u64::from(decision.claim_confirmed);
         if decision.store_count > 0 {
             let from = decision.store_from as usize;
-            let record = BatchRecord {
-                device: batch.device.clone(),
-                boot: batch.boot,
-                first_seq: batch.first_seq + decision.store_from,
-                received_ms: batch.received_ms,
-                utc_offset_ms: batch.utc_offset_ms,
-                readings: batch.readings[from..from + decision.store_count as usize].to_vec(),
+            let first_seq = batch.first_seq + decision.store_from;
+            let readings = &batch.readings[from..from + decision.store_count as usize];
+            // The group's last record, if unpublished and this batch may join it.
+            let open = group.records.get(group.published..).and_then(<[_]>::last);
+            let joins = open.filter(|p| {
+                coalesce::extends(
+                    &p.record,
+                    &batch.device,
+                    batch.boot,
+                    first_seq,
+                    batch.received_ms,
+                    batch.utc_offset_ms,
+                    readings,
+                )
+            });
+            let (record, old_len) = match joins {
+                Some(p) => {
+                    let mut r = p.record.clone();
+                    r.readings.extend_from_slice(readings);
+                    (r, p.len)
+                }
+                None => (
+                    BatchRecord {
+                        device: batch.device.clone(),
+                        boot: batch.boot,
+                        first_seq,
+                        received_ms: batch.received_ms,
+                        utc_offset_ms: batch.utc_offset_ms,
+                        readings: readings.to_vec(),
+                    },
+                    0,
+                ),
             };
+            let joins = joins.is_some();
             self.record_buf.clear();
             record.encode_into(&mut self.record_buf);
-            let len = self.record_buf.len() as u64;
+            let new_len = self.record_buf.len() as u64;
+            // The bytes this batch adds to the log.
+            let len = new_len.saturating_sub(old_len);
             let full = o.buffered_bytes + len > self.config.capacity_bytes;
             // Also under drop-oldest: a device over its share must not push out the others.
             let over_share = !self.within_fair_share(o, &batch.device, len);
@@ -741,22 +835,28 @@ impl Writer {
                     return;
                 }
             } else {
-                let id = o.next_log_id;
-                group.records.push((id, self.record_buf.clone()));
-                group.readings += u64::from(decision.store_count);
-                let fresh = self.buffer.fresh();
-                if self.broken.is_some() {
-                    // Not writable: the group will be refused; do not deliver it ahead.
-                    fresh.skipped();
-                } else if fresh.has_subscriber() {
-                    fresh.publish(FreshEntry {
-                        id,
-                        stored_bytes: len,
-                        record,
-                        after_gap: false,
-                    });
+                match group.records.last_mut().filter(|_| joins) {
+                    Some(p) => {
+                        p.record = record;
+                        p.len = new_len;
+                    }
+                    None => {
+                        // The previous record can no longer grow: the forwarder may have it.
+                        publish(
+                            &self.buffer,
+                            self.broken.is_some(),
+                            &group.records,
+                            &mut group.published,
+                        );
+                        group.records.push(PendingRecord {
+                            id: o.next_log_id,
+                            record,
+                            len: new_len,
+                        });
+                        o.next_log_id += 1;
+                    }
                 }
-                o.next_log_id += 1;
+                group.readings += u64::from(decision.store_count);
                 o.stored += u64::from(decision.store_count);
                 match o.stored_by_device.get_mut(&batch.device) {
                     Some(n) => *n += u64::from(decision.store_count),

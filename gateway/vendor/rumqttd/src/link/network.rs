@@ -51,10 +51,12 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            // telemetry-gateway patch: 1 KiB to start (was 10 KiB each); BytesMut grows when a
-            // larger packet needs it.
+            // telemetry-gateway patch: a 1 KiB read buffer to start (was 10 KiB); BytesMut grows
+            // when a larger packet needs it. The write buffer (was 10 KiB) starts empty and
+            // grows to what the connection writes at once: a few dozen bytes for a device's
+            // PUBACKs and acks.
             read: BytesMut::with_capacity(1024),
-            write: BytesMut::with_capacity(1024),
+            write: BytesMut::new(),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we

@@ -160,6 +160,10 @@ impl<P: Protocol> RemoteLink<P> {
                         }
 
                     }
+                    // telemetry-gateway patch: `notifications` is swapped with the router's
+                    // outgoing queue at every exchange; emptied, it holds nothing while the
+                    // connection idles (248 bytes per queued `Notification` otherwise).
+                    self.notifications.shrink_to(0);
                     self.network.writev(packets).await?;
                     if unscheduled {
                         self.link_rx.wake().await?;

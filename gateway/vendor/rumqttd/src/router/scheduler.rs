@@ -15,10 +15,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn with_capacity(capacity: usize) -> Scheduler {
+    /// telemetry-gateway patch: grows on demand (was `with_capacity(max_connections)`).
+    pub fn new() -> Scheduler {
         Scheduler {
-            trackers: Slab::with_capacity(capacity),
-            readyqueue: VecDeque::with_capacity(capacity),
+            trackers: Slab::new(),
+            readyqueue: VecDeque::new(),
         }
     }
 

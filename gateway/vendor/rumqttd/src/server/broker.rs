@@ -669,14 +669,18 @@ async fn remote<P: Protocol>(
     wills(&will_handlers).insert(client_id.clone(), will_tx);
 
     // Start the link
-    let mut link = match RemoteLink::new(
+    // telemetry-gateway patch: boxed, and so freed once the link is built. Awaited inline, its
+    // state (~2.9 KB, the largest of this function) sized this connection's task for as long as
+    // the connection lives: ~6.7 KB a connection, ~3 KB with the box (measured with
+    // `size_of_val` on the spawned future).
+    let mut link = match Box::pin(RemoteLink::new(
         router_tx.clone(),
         tenant_id.clone(),
         network,
         connect_packet,
         dynamic_filters,
         assigned_client_id,
-    )
+    ))
     .await
     {
         Ok(l) => l,

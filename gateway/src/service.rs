@@ -50,7 +50,8 @@ pub async fn run(config: ValidConfig, shutdown: impl Future<Output = ()>) -> any
         health = health.with_forward(m.clone());
     }
 
-    let (buffer, recovered) = Buffer::open(&config.buffer.path)?;
+    let (buffer, recovered) =
+        Buffer::open_with_cache(&config.buffer.path, config.buffer.cache_bytes)?;
     tracing::info!(
         file = %buffer.path().display(),
         readings = recovered.buffered_readings,

@@ -61,7 +61,17 @@ pub struct BufferConfig {
     /// (`capacity_bytes / (devices with readings buffered + 1)`) is refused until it holds
     /// less: one device cannot take the space the others need. 1 turns this off.
     pub fair_share_above: f64,
+    /// redb's page cache in bytes: the read cache of backlog scans and, up to half of it, a
+    /// commit's write buffer. Memory against disk reads (see [`DEFAULT_CACHE_BYTES`]).
+    pub cache_bytes: u64,
 }
+
+/// Default of `buffer.cache_bytes`: 1 MiB. New readings reach the forwarder through the fresh
+/// feed, not the cache, and backlog scans read in id order (sequential reads the OS page cache
+/// serves as well), so a larger cache mostly costs memory: at 4 MiB it was the largest thing
+/// still growing in a 1,000-device site's first minutes (`docs/benchmarks.md`, "Footprint").
+/// Half of it (the write buffer) still holds a whole `commit_bytes` group of the default 256 KiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 20;
 
 impl Default for BufferConfig {
     fn default() -> Self {
@@ -78,6 +88,7 @@ impl Default for BufferConfig {
             retention_secs: 0,
             retention_action: RetentionAction::Drop,
             fair_share_above: 0.5,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -116,6 +127,8 @@ pub struct ValidBufferConfig {
     pub retention_action: RetentionAction,
     /// See [`BufferConfig::fair_share_above`].
     pub fair_share_above: f64,
+    /// See [`BufferConfig::cache_bytes`].
+    pub cache_bytes: usize,
     /// The exporter run under [`RetentionAction::Backfill`] (set by `crate::config` from
     /// `[export]`; the buffer does not know the export stage).
     pub backfill: Option<Arc<dyn RetentionBackfill>>,
@@ -153,6 +166,11 @@ impl BufferConfig {
         if !(self.fair_share_above > 0.0 && self.fair_share_above <= 1.0) {
             return Err("buffer.fair_share_above must be above 0 and at most 1".into());
         }
+        // Checked as u64 first: on 32-bit ARM a usize cannot hold the upper bound.
+        let cache_bytes = Some(self.cache_bytes)
+            .filter(|b| (64 * 1024..=1u64 << 40).contains(b))
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or("buffer.cache_bytes must be between 65536 (64 KiB) and 2^40 (and fit in this machine's address space)")?;
         Ok(ValidBufferConfig {
             path: self.data_dir.join("buffer.redb"),
             capacity_bytes: self.capacity_bytes,
@@ -166,6 +184,7 @@ impl BufferConfig {
             retention: (self.retention_secs > 0).then(|| Duration::from_secs(self.retention_secs)),
             retention_action: self.retention_action,
             fair_share_above: self.fair_share_above,
+            cache_bytes,
             backfill: None,
         })
     }

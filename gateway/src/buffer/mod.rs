@@ -23,7 +23,9 @@ pub mod store;
 mod varint;
 pub mod writer;
 
-pub use config::{BufferConfig, FullPolicy, RetentionAction, ValidBufferConfig};
+pub use config::{
+    BufferConfig, DEFAULT_CACHE_BYTES, FullPolicy, RetentionAction, ValidBufferConfig,
+};
 pub use error::{OpenError, ReadError, WriteError};
 pub use fresh::FreshEntry;
 pub use layout::{BatchRecord, RecordReading};

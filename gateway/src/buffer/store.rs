@@ -22,6 +22,8 @@ pub struct Buffer {
 
 struct Shared {
     path: PathBuf,
+    /// redb's page cache, kept for [`Buffer::reopen`].
+    cache_bytes: usize,
     /// `None` while the writer reopens the file after an I/O error.
     db: RwLock<Option<Arc<Database>>>,
     /// Admitted entries for the forwarder, ahead of their commit.
@@ -70,38 +72,45 @@ pub struct BufferStats {
     pub oldest_received_ms: Option<i64>,
 }
 
-/// redb's page cache: read cache and, up to half of it, the write buffer of a commit (larger
-/// commits flush completed pages early). New entries reach the forwarder through the fresh feed,
-/// not the cache, so it mostly serves backlog scans, which read in id order. 4 MiB is a tenth
-/// of the memory a 1,000-device site may use (48 MiB, `docs/benchmarks.md`).
-const CACHE_BYTES: usize = 4 << 20;
-
-fn open_database(path: &Path) -> Result<Database, OpenError> {
+/// Opens the file with a page cache of `cache_bytes` (`buffer.cache_bytes`): read cache and, up
+/// to half of it, the write buffer of a commit (larger commits flush completed pages early).
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     let db_error = |source| OpenError::Database {
         path: path.to_owned(),
         source: Box::new(source),
     };
     let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create(path)
         .map_err(db_error)?;
     Ok(db)
 }
 
 impl Buffer {
-    /// Opens (or creates) the buffer file and recovers its state.
+    /// Opens (or creates) the buffer file and recovers its state, with the default page cache
+    /// ([`DEFAULT_CACHE_BYTES`](super::DEFAULT_CACHE_BYTES)).
     pub fn open(path: &Path) -> Result<(Self, Recovered), OpenError> {
+        Self::open_with_cache(path, super::DEFAULT_CACHE_BYTES as usize)
+    }
+
+    /// Opens (or creates) the buffer file with a page cache of `cache_bytes`
+    /// (`buffer.cache_bytes`) and recovers its state.
+    pub fn open_with_cache(
+        path: &Path,
+        cache_bytes: usize,
+    ) -> Result<(Self, Recovered), OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir {
                 path: dir.to_owned(),
                 source,
             })?;
         }
-        let db = open_database(path)?;
+        let db = open_database(path, cache_bytes)?;
         initialise(&db)?;
         let recovered = recover(&db)?;
         let shared = Shared {
             path: path.to_owned(),
+            cache_bytes,
             db: RwLock::new(Some(Arc::new(db))),
             fresh: FreshFeed::default(),
         };
@@ -140,7 +149,7 @@ impl Buffer {
             }
             drop(old);
         }
-        let db = open_database(&self.shared.path)?;
+        let db = open_database(&self.shared.path, self.shared.cache_bytes)?;
         initialise(&db)?;
         let recovered = recover(&db)?;
         let mut slot = self.shared.db.write().unwrap_or_else(|p| p.into_inner());

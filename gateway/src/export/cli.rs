@@ -59,7 +59,7 @@ pub fn run_cli(job: &CliExport, stop: &AtomicBool) -> Result<ExportSummary, CliE
     if !path.is_file() {
         return Err(CliError::NoBuffer(path.clone()));
     }
-    let (buffer, recovered) = match Buffer::open(path) {
+    let (buffer, recovered) = match Buffer::open_with_cache(path, job.buffer.cache_bytes) {
         Ok(b) => b,
         Err(OpenError::Database { source, .. })
             if matches!(*source, redb::DatabaseError::DatabaseAlreadyOpen) =>

@@ -13,6 +13,7 @@
 //! - [`service`]: wiring the stages together, `run(config, shutdown)`; [`reload`]: what a
 //!   SIGHUP applies without a restart.
 
+pub mod allocator;
 pub mod buffer;
 pub mod config;
 pub mod export;

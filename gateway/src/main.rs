@@ -264,6 +264,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// Errors end the process with one message (the chain of causes on one line), never a stack
 /// trace, whatever `RUST_BACKTRACE` says: they are the user's to fix (a config key, a file).
 fn main() -> std::process::ExitCode {
+    gateway::allocator::configure();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Footprint of the aarch64 gateway (the binary of the arm64 .deb) under qemu-aarch64 on this
-# machine: stripped binary size, resident memory and CPU at idle and under devsim load from the
-# host; the same run with the native x86-64 release binary for comparison (qemu-user adds its
-# own memory and multiplies CPU time, so the native figures are the better guide to a Pi).
-# Results go to docs/benchmarks.md, "Footprint on ARM".
+# Footprint of the gateway at a typical site (issue 16): 1,000 devices x 1 reading/s, forwarding
+# on to the limit-enforcing Kinesis emulator (tests/src/kinesis_emu, one shard by default).
+# For the aarch64 binary of the arm64 .deb under qemu-aarch64 and for the native x86-64 binary:
+# idle RSS and CPU, then under load the RSS after the warm-up (3 min by default) and its range
+# over the rest of the run (10 min more by default: flat means max - min stays small), CPU, and
+# the time SIGTERM takes under load. Under qemu-user the RSS is also given net of qemu's own
+# memory: its binary, its C heap and its translated-code buffer (the one rwx mapping), which
+# the guest does not have on a Pi. Results go to docs/benchmarks.md, "Footprint".
 #
-#   bash cross/build.sh --target aarch64 --no-deb && cargo build --release -p gateway -p devsim
-#   bash cross/bench-footprint.sh [--devices 1000] [--rate 1] [--duration 120] [--idle 60]
+#   bash cross/build.sh --target aarch64 --no-deb
+#   cargo build --release -p gateway -p devsim -p e2e --bins
+#   bash cross/bench-footprint.sh [--devices 1000] [--rate 1] [--warmup 180] [--window 600]
+#                                 [--idle 60] [--shards 1] [--only native|aarch64]
+#                                 [--native BIN] [--devsim-args "--phase random"]
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/iot-gateway/target).
 set -euo pipefail
@@ -15,24 +21,40 @@ target_dir=${CARGO_TARGET_DIR:-/var/cache/iot-gateway/target}
 arm_bin="$target_dir/dist/aarch64-unknown-linux-gnu/telemetry-gateway"
 native_bin="$target_dir/release/telemetry-gateway"
 devsim="$target_dir/release/devsim"
-devices=1000 rate=1 duration=120 idle=60
+emulator="$target_dir/release/kinesis-emulator"
+devices=1000 rate=1 warmup=180 window=600 idle=60 shards=1 only= devsim_args=
 while (($#)); do
   case "$1" in
     --devices) devices=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --window) window=$2; shift 2 ;;
     --idle) idle=$2; shift 2 ;;
+    --shards) shards=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --native) native_bin=$2; shift 2 ;;
+    --devsim-args) devsim_args=$2; shift 2 ;;
     *) echo "bench-footprint.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for f in "$arm_bin" "$native_bin" "$devsim"; do
+duration=$((warmup + window))
+needed=("$devsim" "$emulator")
+[ "$only" != aarch64 ] && needed+=("$native_bin")
+[ "$only" != native ] && needed+=("$arm_bin")
+for f in "${needed[@]}"; do
   [ -x "$f" ] || { echo "missing $f (see the build commands at the top of $0)" >&2; exit 1; }
 done
-command -v qemu-aarch64 >/dev/null || { echo "qemu-aarch64 missing (apt-get install qemu-user)" >&2; exit 1; }
+if [ "$only" != native ]; then
+  command -v qemu-aarch64 >/dev/null || { echo "qemu-aarch64 missing (apt-get install qemu-user)" >&2; exit 1; }
+fi
 
 work=$(mktemp -d)
-gw_pid=
-cleanup() { [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null; rm -rf "$work"; }
+gw_pid= emu_pid=
+cleanup() {
+  [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null
+  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 tick=$(getconf CLK_TCK)
 
@@ -45,12 +67,42 @@ free_port() {
   done
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# RSS (KiB) of what qemu-user itself maps: its own binary, its C heap ([heap]: the guest's brk
+# heap is a separate mapping) and the translated-code buffer (the only rwx mapping).
+qemu_own_kib() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { own = ($6 ~ /qemu-aarch64/ || $6 == "[heap]" || $2 ~ /^rwx/) }
+       /^Rss:/ && own { sum += $2 }
+       END { print sum + 0 }' "/proc/$1/smaps"
+}
+# Prints "RSS [net RSS]" in KiB for the gateway process (net only under qemu).
+rss_sample() {
+  local total
+  total=$(rss_kib "$1")
+  if [ "$2" = qemu ]; then echo "$total $((total - $(qemu_own_kib "$1")))"; else echo "$total $total"; fi
+}
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# run_one LABEL CMD...: starts the gateway, measures idle then load; prints one result line.
+# The emulator, shared by both runs; its environment (endpoint, dummy credentials) is exported
+# to the gateways.
+"$emulator" --stream telemetry --shards "$shards" >"$work/emu.env" 2>"$work/emu.err" &
+emu_pid=$!
+for _ in $(seq 100); do
+  grep -q AWS_ENDPOINT_URL "$work/emu.env" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q AWS_ENDPOINT_URL "$work/emu.env" || { echo "kinesis-emulator did not start:"; cat "$work/emu.err"; exit 1; }
+set -a
+# shellcheck disable=SC1091
+. "$work/emu.env"
+set +a
+
+kib_mib() { echo "$1 / 1024" | bc -l | xargs printf '%.1f'; }
+
+# run_one LABEL MODE CMD...: starts the gateway (MODE qemu or native), measures idle then load;
+# prints one result line.
 run_one() {
-  local label=$1
-  shift
+  local label=$1 mode=$2
+  shift 2
   local mqtt http data
   mqtt=$(free_port) http=$(free_port)
   data="$work/$label-data"
@@ -60,6 +112,9 @@ mqtt5_listen = "127.0.0.1:$mqtt"
 mqtt311_listen = "127.0.0.1:$(free_port)"
 [buffer]
 data_dir = "$data"
+[forward]
+enabled = true
+stream_name = "telemetry"
 [telemetry]
 listen = "127.0.0.1:$http"
 log_format = "journald"
@@ -76,28 +131,41 @@ EOF
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
   sleep "$idle"
   c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N)
-  idle_rss=$(rss_kib "$gw_pid")
+  idle_rss=$(rss_sample "$gw_pid" "$mode")
   local idle_cpu
   idle_cpu=$(echo "($c1 - $c0) / $tick / ($t1 - $t0) * 100" | bc -l)
 
+  # shellcheck disable=SC2086
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" \
-    --duration "$duration" --drain-timeout 120 --json >"$work/$label-devsim.json" \
+    --duration "$duration" --drain-timeout 120 --json $devsim_args >"$work/$label-devsim.json" \
     2>"$work/$label-devsim.err" &
-  local sim=$! peak=0 samples=() r
+  local sim=$! started r
+  started=$(date +%s)
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
+  # One sample a second: "seconds-since-load-start total-KiB net-KiB".
   while kill -0 "$sim" 2>/dev/null; do
-    r=$(rss_kib "$gw_pid")
-    samples+=("$r")
-    ((r > peak)) && peak=$r
+    r=$(rss_sample "$gw_pid" "$mode")
+    echo "$(($(date +%s) - started)) $r" >>"$work/$label.rss"
     sleep 1
   done
   c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N)
   wait "$sim" || { echo "devsim failed:"; cat "$work/$label-devsim.err"; }
-  local load_cpu median
+  local load_cpu
   load_cpu=$(echo "($c1 - $c0) / $tick / ($t1 - $t0) * 100" | bc -l)
-  # Median RSS over the second half of the load (steady state).
-  median=$(printf '%s\n' "${samples[@]:${#samples[@]}/2}" | sort -n |
-    awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  # From the warm-up's end while devices still produce: the first sample, min and max; and
+  # the peak of the whole load.
+  local at lo hi nat nlo nhi peak
+  read -r at lo hi nat nlo nhi peak < <(awk -v w="$warmup" -v d="$duration" '
+    $1 >= w && $1 <= d { if (!n++) { at = $2; nat = $3; lo = hi = $2; nlo = nhi = $3 }
+                         if ($2 < lo) lo = $2; if ($2 > hi) hi = $2
+                         if ($3 < nlo) nlo = $3; if ($3 > nhi) nhi = $3 }
+    { if ($2 > peak) peak = $2 }
+    END { print at + 0, lo + 0, hi + 0, nat + 0, nlo + 0, nhi + 0, peak + 0 }' "$work/$label.rss")
+  local forwarded
+  forwarded=$(curl -fsS "http://127.0.0.1:$http/metrics" 2>/dev/null |
+    awk '/^gateway_forward_readings_sent_total/ { sent += $NF }
+         /^gateway_forward_throttled_records_total/ { throttled += $NF }
+         END { printf "%d readings, %d throttled", sent, throttled }')
   # Stop time under load: SIGTERM 10 s into a second devsim run (what TimeoutStopSec must cover).
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" --duration 30 \
     --drain-timeout 1 >/dev/null 2>&1 &
@@ -112,22 +180,29 @@ EOF
   stop=$(echo "$s1 - $s0" | bc -l)
   kill "$sim" 2>/dev/null || true
   wait "$sim" 2>/dev/null || true
-  local summary
+  local summary net=
   summary=$(tr -d '\n' <"$work/$label-devsim.json" |
-    grep -o '"\(produced\|acked\|dropped\)":[0-9]*' | tr '\n' ' ')
-  printf '| %s | %.1f MiB | %.2f %% | %.1f MiB | %.1f MiB | %.0f %% | %.1f s | %s|\n' "$label" \
-    "$(echo "$idle_rss / 1024" | bc -l)" "$idle_cpu" "$(echo "$median / 1024" | bc -l)" \
-    "$(echo "$peak / 1024" | bc -l)" "$load_cpu" "$stop" "$summary"
+    grep -o '"\(produced\|acked\|dropped\|ack_latency_p99_ms\)":[0-9.]*' | tr '\n' ' ')
+  [ "$mode" = qemu ] &&
+    net=" (net of qemu: $(kib_mib "$nat") MiB, window $(kib_mib "$nlo")-$(kib_mib "$nhi"))"
+  printf '| %s | %s MiB | %.2f %% | %s MiB%s | %s-%s MiB | %s MiB | %.0f %% | %s | %.1f s | %s|\n' \
+    "$label" "$(kib_mib "${idle_rss%% *}")" "$idle_cpu" "$(kib_mib "$at")" "$net" \
+    "$(kib_mib "$lo")" "$(kib_mib "$hi")" "$(kib_mib "$peak")" "$load_cpu" "${forwarded:-?}" \
+    "$stop" "$summary"
+  cp "$work/$label.rss" "${RSS_LOG_DIR:-/tmp}/footprint-$label.rss" 2>/dev/null || true
 }
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "qemu: $(qemu-aarch64 --version | head -n 1)"
-echo "aarch64 binary: $(stat -c %s "$arm_bin") bytes ($(echo "$(stat -c %s "$arm_bin") / 1048576" | bc -l | xargs printf '%.1f') MiB), $(file -b "$arm_bin" | cut -d, -f1-2)"
-echo "load: $devices devices x $rate readings/s for $duration s; idle window $idle s"
+if [ "$only" != native ]; then
+  echo "qemu: $(qemu-aarch64 --version | head -n 1)"
+  echo "aarch64 binary: $(stat -c %s "$arm_bin") bytes ($(echo "$(stat -c %s "$arm_bin") / 1048576" | bc -l | xargs printf '%.1f') MiB), $(file -b "$arm_bin" | cut -d, -f1-2)"
+fi
+[ "$only" != aarch64 ] && echo "native binary: $native_bin ($(stat -c %s "$native_bin") bytes)"
+echo "load: $devices devices x $rate readings/s for $duration s ($warmup s warm-up, then a $window s window), devsim ${devsim_args:-defaults}; forwarding to the emulator, $shards shard(s)"
 echo
-echo "| binary | idle RSS | idle CPU (of one core) | load RSS (median, 2nd half) | load RSS (peak) | load CPU (of one core) | SIGTERM to exit under load | devsim |"
-echo "|---|---|---|---|---|---|---|---|"
-run_one "aarch64-qemu" qemu-aarch64 -L /usr/aarch64-linux-gnu "$arm_bin"
-run_one "x86_64-native" "$native_bin"
+echo "| binary | idle RSS | idle CPU (of one core) | RSS after the warm-up | RSS over the window (min-max) | peak RSS | load CPU (of one core) | forwarded | SIGTERM to exit under load | devsim |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+if [ "$only" != native ]; then run_one "aarch64-qemu" qemu qemu-aarch64 -L /usr/aarch64-linux-gnu "$arm_bin"; fi
+if [ "$only" != aarch64 ]; then run_one "x86_64-native" native "$native_bin"; fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -36,8 +36,8 @@ pub struct EmbeddedConfig {
     /// MQTT v3.1.1 listener (third-party sensors); `""` or `"off"` disables it.
     #[serde(deserialize_with = "listen_or_off")]
     pub mqtt311_listen: Option<SocketAddr>,
-    /// Most simultaneous client connections. rumqttd sizes its connection tables by this
-    /// at start, so it costs memory even when unused.
+    /// Most simultaneous client connections (beyond it a new client is refused). The broker's
+    /// connection tables grow with the connections actually open, not with this.
     pub max_connections: usize,
     /// Topic and payload bytes of the messages the broker keeps in memory for the gateway's
     /// reader (resident memory is ~4x: rumqttd keeps read messages until this is full, with

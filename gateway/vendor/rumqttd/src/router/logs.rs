@@ -20,7 +20,9 @@ type PubWithProp = (Publish, Option<PublishProperties>);
 #[derive(Clone)]
 pub struct PublishData {
     pub publish: Publish,
-    pub properties: Option<PublishProperties>,
+    /// telemetry-gateway patch: boxed (was `Option<PublishProperties>`, ~140 bytes in every
+    /// log entry whether or not the publish had properties; most have none).
+    pub properties: Option<Box<PublishProperties>>,
     pub timestamp: Instant,
 }
 
@@ -28,7 +30,7 @@ impl From<PubWithProp> for PublishData {
     fn from((publish, properties): PubWithProp) -> Self {
         PublishData {
             publish,
-            properties,
+            properties: properties.map(Box::new),
             timestamp: Instant::now(),
         }
     }
@@ -219,7 +221,7 @@ impl DataLog {
         // no need to include timestamp when returning
         let o = o
             .into_iter()
-            .map(|(pubdata, offset)| ((pubdata.publish, pubdata.properties), offset))
+            .map(|(pubdata, offset)| ((pubdata.publish, pubdata.properties.map(|p| *p)), offset))
             .collect();
 
         Ok((next, o))
@@ -227,7 +229,7 @@ impl DataLog {
 
     pub fn shadow(&mut self, filter: &str) -> Option<PubWithProp> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
-        data.log.last().map(|p| (p.publish, p.properties))
+        data.log.last().map(|p| (p.publish, p.properties.map(|p| *p)))
     }
 
     /// This method is called when the subscriber has caught up with the commit log. In which case,
@@ -303,7 +305,7 @@ impl DataLog {
         self.retained_publishes
             .iter()
             .filter(|(topic, _)| matches(topic, filter))
-            .map(|(_, p)| (p.publish.clone(), p.properties.clone()))
+            .map(|(_, p)| (p.publish.clone(), p.properties.as_deref().cloned()))
             .collect()
     }
 }

@@ -67,6 +67,8 @@ free_port() {
   done
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Anonymous RSS (KiB): heap, stacks, allocator slack; not the binary's mapped pages.
+anon_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 # RSS (KiB) of what qemu-user itself maps: its own binary, its C heap ([heap]: the guest's brk
 # heap is a separate mapping) and the translated-code buffer (the only rwx mapping).
 qemu_own_kib() {
@@ -74,11 +76,16 @@ qemu_own_kib() {
        /^Rss:/ && own { sum += $2 }
        END { print sum + 0 }' "/proc/$1/smaps"
 }
-# Prints "RSS [net RSS]" in KiB for the gateway process (net only under qemu).
+# Prints "RSS net-RSS anonymous-RSS" in KiB for the gateway process (net differs only under
+# qemu, where the anonymous RSS includes qemu's own heap).
 rss_sample() {
   local total
   total=$(rss_kib "$1")
-  if [ "$2" = qemu ]; then echo "$total $((total - $(qemu_own_kib "$1")))"; else echo "$total $total"; fi
+  if [ "$2" = qemu ]; then
+    echo "$total $((total - $(qemu_own_kib "$1"))) $(anon_kib "$1")"
+  else
+    echo "$total $total $(anon_kib "$1")"
+  fi
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
@@ -142,7 +149,7 @@ EOF
   local sim=$! started r
   started=$(date +%s)
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
-  # One sample a second: "seconds-since-load-start total-KiB net-KiB".
+  # One sample a second: "seconds-since-load-start total-KiB net-KiB anonymous-KiB".
   while kill -0 "$sim" 2>/dev/null; do
     r=$(rss_sample "$gw_pid" "$mode")
     echo "$(($(date +%s) - started)) $r" >>"$work/$label.rss"
@@ -154,13 +161,13 @@ EOF
   load_cpu=$(echo "($c1 - $c0) / $tick / ($t1 - $t0) * 100" | bc -l)
   # From the warm-up's end while devices still produce: the first sample, min and max; and
   # the peak of the whole load.
-  local at lo hi nat nlo nhi peak
-  read -r at lo hi nat nlo nhi peak < <(awk -v w="$warmup" -v d="$duration" '
-    $1 >= w && $1 <= d { if (!n++) { at = $2; nat = $3; lo = hi = $2; nlo = nhi = $3 }
+  local at lo hi nat nlo nhi peak anon
+  read -r at lo hi nat nlo nhi peak anon < <(awk -v w="$warmup" -v d="$duration" '
+    $1 >= w && $1 <= d { if (!n++) { at = $2; nat = $3; anon = $4; lo = hi = $2; nlo = nhi = $3 }
                          if ($2 < lo) lo = $2; if ($2 > hi) hi = $2
                          if ($3 < nlo) nlo = $3; if ($3 > nhi) nhi = $3 }
     { if ($2 > peak) peak = $2 }
-    END { print at + 0, lo + 0, hi + 0, nat + 0, nlo + 0, nhi + 0, peak + 0 }' "$work/$label.rss")
+    END { print at + 0, lo + 0, hi + 0, nat + 0, nlo + 0, nhi + 0, peak + 0, anon + 0 }' "$work/$label.rss")
   local forwarded
   forwarded=$(curl -fsS "http://127.0.0.1:$http/metrics" 2>/dev/null |
     awk '/^gateway_forward_readings_sent_total/ { sent += $NF }
@@ -183,8 +190,11 @@ EOF
   local summary net=
   summary=$(tr -d '\n' <"$work/$label-devsim.json" |
     grep -o '"\(produced\|acked\|dropped\|ack_latency_p99_ms\)":[0-9.]*' | tr '\n' ' ')
-  [ "$mode" = qemu ] &&
+  if [ "$mode" = qemu ]; then
     net=" (net of qemu: $(kib_mib "$nat") MiB, window $(kib_mib "$nlo")-$(kib_mib "$nhi"))"
+  else
+    net=" (anonymous $(kib_mib "$anon") MiB)"
+  fi
   printf '| %s | %s MiB | %.2f %% | %s MiB%s | %s-%s MiB | %s MiB | %.0f %% | %s | %.1f s | %s|\n' \
     "$label" "$(kib_mib "${idle_rss%% *}")" "$idle_cpu" "$(kib_mib "$at")" "$net" \
     "$(kib_mib "$lo")" "$(kib_mib "$hi")" "$(kib_mib "$peak")" "$load_cpu" "${forwarded:-?}" \

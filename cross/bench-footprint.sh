@@ -88,6 +88,8 @@ rss_sample() {
   fi
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Bytes the process caused to be written to storage (SD-card wear).
+written_bytes() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
 
 # The emulator, shared by both runs; its environment (endpoint, dummy credentials) is exported
 # to the gateways.
@@ -146,8 +148,8 @@ EOF
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" \
     --duration "$duration" --drain-timeout 120 --json $devsim_args >"$work/$label-devsim.json" \
     2>"$work/$label-devsim.err" &
-  local sim=$! started r
-  started=$(date +%s)
+  local sim=$! started r w0 w1
+  started=$(date +%s) w0=$(written_bytes "$gw_pid")
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
   # One sample a second: "seconds-since-load-start total-KiB net-KiB anonymous-KiB".
   while kill -0 "$sim" 2>/dev/null; do
@@ -155,7 +157,7 @@ EOF
     echo "$(($(date +%s) - started)) $r" >>"$work/$label.rss"
     sleep 1
   done
-  c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N) w1=$(written_bytes "$gw_pid")
   wait "$sim" || { echo "devsim failed:"; cat "$work/$label-devsim.err"; }
   local load_cpu
   load_cpu=$(echo "($c1 - $c0) / $tick / ($t1 - $t0) * 100" | bc -l)
@@ -173,6 +175,10 @@ EOF
     awk '/^gateway_forward_readings_sent_total/ { sent += $NF }
          /^gateway_forward_throttled_records_total/ { throttled += $NF }
          END { printf "%d readings, %d throttled", sent, throttled }')
+  local acked
+  acked=$(tr -d '\n' <"$work/$label-devsim.json" | grep -o '"acked":[0-9]*' | cut -d: -f2)
+  [ "${acked:-0}" -gt 0 ] &&
+    forwarded="$forwarded; $(((w1 - w0) / acked)) disk bytes written per acked reading"
   # Stop time under load: SIGTERM 10 s into a second devsim run (what TimeoutStopSec must cover).
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" --duration 30 \
     --drain-timeout 1 >/dev/null 2>&1 &

@@ -11,8 +11,9 @@
 //! Invariants (what makes a coalesced record the same data as two records):
 //! - Only a record that is still the group's last, not yet handed to the fresh feed
 //!   ([`super::fresh`]), is extended: the forwarder only ever sees a record in its final form,
-//!   under its final id. The writer holds back at most that one record, and only while it is
-//!   admitting batches already queued (never waiting for one), so the feed is not delayed.
+//!   under its final id. The writer holds back at most that one record: while it admits
+//!   batches already queued, then at most `buffer.coalesce_wait_us` (200 µs) for the next one
+//!   when none is queued, so the feed is delayed by no more than that.
 //! - Same device and boot, and the batch's stored readings start right after the record's last
 //!   (so log order stays `(boot, seq)` order and `first_seq + count` covers exactly them).
 //! - Same `received_ms` and `utc_offset_ms`: every reading keeps the arrival time and UTC time

@@ -6,8 +6,9 @@
 //! The policy slides with the load, measured as record bytes per second:
 //!
 //! - at or below `low_load_bytes_per_sec`, readings wait up to `min_commit_interval` (a typical
-//!   site of 1,000 devices at 1 reading/s makes about 60 KB/s of records: 0.9 s, so about 50 KB
-//!   per commit and about 2 disk bytes per payload byte);
+//!   site of 1,000 devices at 1 reading/s makes about 60 KB/s of records: 0.9 s, so about 43 KB
+//!   of payload per commit and about 1.4 disk bytes per payload byte, see `docs/benchmarks.md`
+//!   "Wear at random phases");
 //! - at or above 2x that rate, they wait at most `max_commit_delay` (latency first: the commit
 //!   cost is small next to the payload anyway);
 //! - in between, the wait falls geometrically from one to the other.

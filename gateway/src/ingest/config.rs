@@ -40,8 +40,8 @@ pub struct EmbeddedConfig {
     /// connection tables grow with the connections actually open, not with this.
     pub max_connections: usize,
     /// Topic and payload bytes of the messages the broker keeps in memory for the gateway's
-    /// reader (resident memory is ~4x: rumqttd keeps read messages until this is full, with
-    /// ~230 bytes of bookkeeping each). When the reader lags further, the broker drops
+    /// reader (resident memory is ~2.3x: rumqttd keeps read messages until this is full, with
+    /// ~100 bytes of bookkeeping and a ~16-byte allocation header each). When the reader lags further, the broker drops
     /// messages silently; devices then resend (they are not acked), so this bounds memory, not
     /// safety.
     pub broker_log_bytes: usize,

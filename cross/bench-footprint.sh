@@ -13,6 +13,11 @@
 #   bash cross/bench-footprint.sh [--devices 1000] [--rate 1] [--warmup 180] [--window 600]
 #                                 [--idle 60] [--shards 1] [--only native|aarch64]
 #                                 [--native BIN] [--devsim-args "--phase random"]
+#                                 [--set section.key=value]... [--no-forward]
+#
+# --set adds a gateway setting (a TOML value, e.g. --set forward.delete_interval_ms=2000) to the
+# generated config, for side-by-side runs of a knob. --no-forward leaves forwarding off (a
+# reference for the wear figures).
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/iot-gateway/target).
 set -euo pipefail
@@ -23,6 +28,8 @@ native_bin="$target_dir/release/telemetry-gateway"
 devsim="$target_dir/release/devsim"
 emulator="$target_dir/release/kinesis-emulator"
 devices=1000 rate=1 warmup=180 window=600 idle=60 shards=1 only= devsim_args=
+declare -A extra=() # TOML section -> extra "key = value" lines (--set)
+forward=true
 while (($#)); do
   case "$1" in
     --devices) devices=$2; shift 2 ;;
@@ -34,6 +41,11 @@ while (($#)); do
     --only) only=$2; shift 2 ;;
     --native) native_bin=$2; shift 2 ;;
     --devsim-args) devsim_args=$2; shift 2 ;;
+    --no-forward) forward=false; shift ;;
+    --set)
+      [[ $2 =~ ^([a-z_.0-9]+)\.([a-z_0-9]+)=(.+)$ ]] || { echo "--set wants section.key=value, got $2" >&2; exit 2; }
+      extra[${BASH_REMATCH[1]}]+="${BASH_REMATCH[2]} = ${BASH_REMATCH[3]}"$'\n'
+      shift 2 ;;
     *) echo "bench-footprint.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -90,6 +102,11 @@ rss_sample() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # Bytes the process caused to be written to storage (SD-card wear).
 written_bytes() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
+# Payload bytes the gateway received (its metric), for the wear ratio.
+payload_bytes() {
+  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    awk '/^gateway_ingest_payload_bytes_total/ { sum += $NF } END { printf "%d", sum }'
+}
 
 # The emulator, shared by both runs; its environment (endpoint, dummy credentials) is exported
 # to the gateways.
@@ -119,16 +136,27 @@ run_one() {
 [ingest.embedded]
 mqtt5_listen = "127.0.0.1:$mqtt"
 mqtt311_listen = "127.0.0.1:$(free_port)"
+${extra[ingest.embedded]:-}
 [buffer]
 data_dir = "$data"
+${extra[buffer]:-}
 [forward]
-enabled = true
+enabled = $forward
 stream_name = "telemetry"
+${extra[forward]:-}
 [telemetry]
 listen = "127.0.0.1:$http"
 log_format = "journald"
 log_level = "warn"
+${extra[telemetry]:-}
 EOF
+  local section
+  for section in "${!extra[@]}"; do
+    case "$section" in
+      ingest.embedded | buffer | forward | telemetry) ;;
+      *) printf '[%s]\n%s' "$section" "${extra[$section]}" >>"$work/$label.toml" ;;
+    esac
+  done
   "$@" run --config "$work/$label.toml" 2>"$work/$label.log" &
   gw_pid=$!
   for _ in $(seq 300); do
@@ -148,8 +176,8 @@ EOF
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" \
     --duration "$duration" --drain-timeout 120 --json $devsim_args >"$work/$label-devsim.json" \
     2>"$work/$label-devsim.err" &
-  local sim=$! started r w0 w1
-  started=$(date +%s) w0=$(written_bytes "$gw_pid")
+  local sim=$! started r w0 w1 p0 p1
+  started=$(date +%s) w0=$(written_bytes "$gw_pid") p0=$(payload_bytes "$http")
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
   # One sample a second: "seconds-since-load-start total-KiB net-KiB anonymous-KiB".
   while kill -0 "$sim" 2>/dev/null; do
@@ -157,7 +185,7 @@ EOF
     echo "$(($(date +%s) - started)) $r" >>"$work/$label.rss"
     sleep 1
   done
-  c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N) w1=$(written_bytes "$gw_pid")
+  c1=$(cpu_ticks "$gw_pid") t1=$(date +%s.%N) w1=$(written_bytes "$gw_pid") p1=$(payload_bytes "$http")
   wait "$sim" || { echo "devsim failed:"; cat "$work/$label-devsim.err"; }
   local load_cpu
   load_cpu=$(echo "($c1 - $c0) / $tick / ($t1 - $t0) * 100" | bc -l)
@@ -179,6 +207,8 @@ EOF
   acked=$(tr -d '\n' <"$work/$label-devsim.json" | grep -o '"acked":[0-9]*' | cut -d: -f2)
   [ "${acked:-0}" -gt 0 ] &&
     forwarded="$forwarded; $(((w1 - w0) / acked)) disk bytes written per acked reading"
+  [ "$((p1 - p0))" -gt 0 ] &&
+    forwarded="$forwarded, $(echo "($w1 - $w0) / ($p1 - $p0)" | bc -l | xargs printf '%.2f') per payload byte"
   # Stop time under load: SIGTERM 10 s into a second devsim run (what TimeoutStopSec must cover).
   "$devsim" --broker "127.0.0.1:$mqtt" --devices "$devices" --rate "$rate" --duration 30 \
     --drain-timeout 1 >/dev/null 2>&1 &
@@ -215,7 +245,10 @@ if [ "$only" != native ]; then
   echo "aarch64 binary: $(stat -c %s "$arm_bin") bytes ($(echo "$(stat -c %s "$arm_bin") / 1048576" | bc -l | xargs printf '%.1f') MiB), $(file -b "$arm_bin" | cut -d, -f1-2)"
 fi
 [ "$only" != aarch64 ] && echo "native binary: $native_bin ($(stat -c %s "$native_bin") bytes)"
-echo "load: $devices devices x $rate readings/s for $duration s ($warmup s warm-up, then a $window s window), devsim ${devsim_args:-defaults}; forwarding to the emulator, $shards shard(s)"
+echo "load: $devices devices x $rate readings/s for $duration s ($warmup s warm-up, then a $window s window), devsim ${devsim_args:-defaults}; forwarding to the emulator, $shards shard(s) (forwarding on: $forward)"
+for section in "${!extra[@]}"; do
+  echo "settings [$section]: $(printf '%s' "${extra[$section]}" | paste -sd ';')"
+done
 echo
 echo "| binary | idle RSS | idle CPU (of one core) | RSS after the warm-up | RSS over the window (min-max) | peak RSS | load CPU (of one core) | forwarded | SIGTERM to exit under load | devsim |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

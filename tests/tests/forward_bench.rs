@@ -24,7 +24,8 @@
 //!    Kinesis record, records/s per shard (mean and highest 1-second window) against the
 //!    1,000/s limit, Kinesis bytes per reading, publish → acceptance latency, and the largest
 //!    site one shard carries at 1 reading/s per device. `FORWARD_BENCH_SITE_ONLY=1` runs only
-//!    this part.
+//!    this part; `FORWARD_BENCH_FORMATS=json,cbor` only those formats' rows, and
+//!    `FORWARD_BENCH_BUFFER_TOML` adds `[buffer]` settings to compare (e.g. `coalesce_wait_us = 0`).
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use e2e::forward_check::{
@@ -323,7 +324,13 @@ fn site_phase(report: &mut String, format: &str, shards: u32, devices: u32, rate
         (devices.to_string(), rate.to_string(), secs.to_string());
     #[rustfmt::skip]
     let args = ["--devices", &devices_arg, "--rate", &rate_arg, "--duration", &secs_arg, "--id-prefix", &prefix, "--seed", "31", "--json"];
-    let emu = online_run(shards, "", &format!("record_format = \"{format}\""), &args);
+    let buffer_toml = std::env::var("FORWARD_BENCH_BUFFER_TOML").unwrap_or_default();
+    let emu = online_run(
+        shards,
+        &buffer_toml,
+        &format!("record_format = \"{format}\""),
+        &args,
+    );
     let accepted = emu.accepted();
     let mut latencies = Vec::new();
     let mut readings = 0u64;
@@ -399,11 +406,17 @@ fn forward_benchmark() {
         report,
         "\n### A site online, per record format\n\nPer shard: records/s mean over the run (share of the 1,000/s limit) and the highest 1-second window; latency = acceptance at the emulator minus arrival at the gateway, per device batch (ms).\n\n| format | load | readings | records | readings/record | records/s/shard | max records in 1 s | Kinesis bytes/reading | p50 / p99 / max | throttled | devices at 1/s one shard carries |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
+    let formats = std::env::var("FORWARD_BENCH_FORMATS").unwrap_or_default();
+    let wanted = |f: &str| formats.is_empty() || formats.split(',').any(|w| w.trim() == f);
     for format in ["kpl-cbor", "cbor", "kpl-json", "json"] {
-        site_phase(&mut report, format, 1, 1000, 1, 60);
+        if wanted(format) {
+            site_phase(&mut report, format, 1, 1000, 1, 60);
+        }
     }
     for format in ["kpl-cbor", "cbor"] {
-        site_phase(&mut report, format, 4, 200, 100, 20);
+        if wanted(format) {
+            site_phase(&mut report, format, 4, 200, 100, 20);
+        }
     }
     if site_only {
         println!("{report}");

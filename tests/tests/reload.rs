@@ -183,9 +183,10 @@ fn a_reload_changes_the_forwarders_shard_limits_while_it_runs() {
     wait_log(&gw, "Forwarder limits reloaded.", 1);
     let (ok, stdout, stderr) = devsim::finish(sim).expect("devsim finishes");
     assert!(ok, "devsim: {stdout}\n{stderr}");
+    // Delivered readings leave the buffer with its next checkpoint (`buffer.delete_delay_ms`).
     gw.wait_metric(
         "gateway_buffer_buffered_readings",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         |v| v == 0.0,
     )
     .expect("drained");

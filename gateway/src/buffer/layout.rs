@@ -40,7 +40,8 @@
 //!   and acks are sent only after that commit returned.
 //! - No log entry with an id above `checkpoint_log_id` is deleted without a checkpoint at or
 //!   above its id in the same transaction; so replay after a crash never misses a batch and
-//!   dedupe never regresses.
+//!   dedupe never regresses. (So the writer holds the forwarder's deletes of such entries for
+//!   the next checkpoint, `buffer.delete_delay_ms`, instead of checkpointing with each.)
 //! - `meta.buffered_readings` / `meta.buffered_bytes` equal the sums over the `log` entries with
 //!   ids up to `meta.totals_log_id`; the entries above it are only appends, so the true totals
 //!   are those plus the sums over the tail. Every transaction that removes entries writes the

@@ -44,6 +44,9 @@ pub struct BufferMetrics {
     pub buffered_bytes: Gauge,
     /// Age of the oldest buffered reading (by arrival), seconds.
     pub oldest_age_seconds: Gauge<f64, AtomicU64>,
+    /// Delivered log entries whose delete waits for the next checkpoint (still counted in
+    /// `buffered_readings`; see `buffer.delete_delay_ms`).
+    pub delete_held_entries: Gauge,
     /// Successful commits.
     pub commits: Counter,
     /// Failed commits (nothing of the group was acked).
@@ -81,6 +84,7 @@ impl BufferMetrics {
             buffered_readings: Gauge::default(),
             buffered_bytes: Gauge::default(),
             oldest_age_seconds: Gauge::default(),
+            delete_held_entries: Gauge::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
@@ -169,6 +173,11 @@ impl BufferMetrics {
             "oldest_age_seconds",
             "Age of the oldest buffered reading",
             m.oldest_age_seconds.clone(),
+        );
+        r.register(
+            "delete_held_entries",
+            "Delivered log entries whose delete waits for the next checkpoint",
+            m.delete_held_entries.clone(),
         );
         r.register("commits", "Successful commits", m.commits.clone());
         r.register(

@@ -75,7 +75,20 @@ pub enum Command {
         ids: Vec<u64>,
         /// Completion signal, sent after the commit.
         done: Option<crossbeam_channel::Sender<Result<u64, String>>>,
+        /// When: at once, or (`Later`) entries newer than the last checkpoint with the next
+        /// checkpoint (see [`WriterHandle::delete_later`]).
+        when: DeleteWhen,
     },
+}
+
+/// When a [`Command::Delete`] takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteWhen {
+    /// With the next commit; also brings held `Later` deletes forward (a flush).
+    Now,
+    /// Entries newer than the last checkpoint wait for the next checkpoint, due at most
+    /// `buffer.delete_delay_ms` later; older ones go with the next commit.
+    Later,
 }
 
 /// Sending side of the writer's queue.
@@ -94,13 +107,27 @@ impl WriterHandle {
         })
     }
 
-    /// Deletes delivered entries and waits for the commit. Returns readings deleted.
+    /// Deletes delivered entries and waits for the commit. Returns readings deleted. Deletes
+    /// held by [`Self::delete_later`] are committed with it.
     pub fn delete(&self, ids: Vec<u64>) -> Result<u64, String> {
+        self.delete_when(ids, DeleteWhen::Now)
+    }
+
+    /// Deletes delivered entries, and waits, like [`Self::delete`]; but entries newer than the
+    /// last checkpoint wait for the next checkpoint (at most `buffer.delete_delay_ms`): deleting
+    /// them at once costs a checkpoint of every active device (SD-card wear). For the
+    /// forwarder, which keeps such entries claimed (not sent again) until this returns.
+    pub fn delete_later(&self, ids: Vec<u64>) -> Result<u64, String> {
+        self.delete_when(ids, DeleteWhen::Later)
+    }
+
+    fn delete_when(&self, ids: Vec<u64>, when: DeleteWhen) -> Result<u64, String> {
         let (done, wait) = crossbeam_channel::bounded(1);
         self.tx
             .send(Command::Delete {
                 ids,
                 done: Some(done),
+                when,
             })
             .map_err(|_| "buffer writer stopped".to_string())?;
         wait.recv()
@@ -228,6 +255,47 @@ struct Writer {
     record_buf: Vec<u8>,
     /// Bytes per device, for the per-device quota.
     device_bytes: DeviceBytes,
+    /// `Later` deletes waiting for the next checkpoint, and since when the first waits.
+    held: HeldDeletes,
+}
+
+/// [`DeleteWhen::Later`] requests with entries newer than the last checkpoint: they are
+/// committed with the next checkpoint, which they make due after `buffer.delete_delay_ms`
+/// or once [`HELD_IDS_MAX`] ids wait.
+#[derive(Default)]
+struct HeldDeletes {
+    requests: Vec<DeleteRequest>,
+    ids: usize,
+    since: Option<Instant>,
+}
+
+/// Held delete ids that make a checkpoint due at once: bounds the memory of the held requests
+/// and of the forwarder's claimed set (fast sites reach it within seconds; at a 1,000-device
+/// site of one reading per second and device it takes ~16 s, past the default 10 s delay).
+const HELD_IDS_MAX: usize = 16_384;
+
+impl HeldDeletes {
+    fn hold(&mut self, request: DeleteRequest) {
+        self.ids += request.0.len();
+        self.since.get_or_insert_with(Instant::now);
+        self.requests.push(request);
+    }
+
+    /// When the held deletes make a checkpoint due (`None`: nothing held).
+    fn due_at(&self, delay: Duration) -> Option<Instant> {
+        let since = self.since?;
+        Some(if self.ids >= HELD_IDS_MAX {
+            since
+        } else {
+            since + delay
+        })
+    }
+
+    fn take(&mut self) -> Vec<DeleteRequest> {
+        self.ids = 0;
+        self.since = None;
+        std::mem::take(&mut self.requests)
+    }
 }
 
 /// Takes a log entry removed by this commit off the totals and its device's bytes; returns
@@ -301,6 +369,9 @@ struct Group {
     /// Readings in `records`.
     readings: u64,
     deletes: Vec<DeleteRequest>,
+    /// A `Now` delete came while deletes were held: commit those too (a checkpoint), without
+    /// waiting for the commit policy (the forwarder's last delete at shutdown).
+    flush_held: bool,
     bytes: u64,
     oldest: Option<Instant>,
     newest: Option<Instant>,
@@ -379,6 +450,7 @@ impl Writer {
             broken: None,
             record_buf: Vec::with_capacity(4096),
             device_bytes: DeviceBytes::empty(),
+            held: HeldDeletes::default(),
         };
         w.restore(recovered);
         w.metrics.writable.set(1);
@@ -416,6 +488,7 @@ impl Writer {
             .oldest_received_ms
             .map_or(0.0, |t| ((now_ms() - t) as f64 / 1000.0).max(0.0));
         self.metrics.oldest_age_seconds.set(age);
+        self.metrics.delete_held_entries.set(self.held.ids as i64);
     }
 
     fn run(&mut self, rx: &Receiver<Command>, backfill: Option<&Receiver<Command>>) {
@@ -445,7 +518,7 @@ impl Writer {
                 let load = self
                     .policy
                     .load(self.rate_now(), group.bytes, age, since_last);
-                if self.policy.should_commit(group.bytes, age, load) {
+                if group.flush_held || self.policy.should_commit(group.bytes, age, load) {
                     // A step recognised on the group's own rate: later groups need not wait
                     // for the step window again.
                     self.rate.raise_to(load);
@@ -492,7 +565,15 @@ impl Writer {
             self.rate
                 .observe(group.bytes, self.last_rate_sample.elapsed());
             self.last_rate_sample = Instant::now();
+            // Held deletes ride on a commit that happens anyway when there is one (a live site
+            // commits about every second); an idle writer wakes for them (`idle_wait`).
+            let held_due = self
+                .held
+                .due_at(self.config.delete_delay)
+                .is_some_and(|t| Instant::now() >= t);
             let checkpoint_due = disconnected
+                || held_due
+                || group.flush_held
                 || (!self.dirty.is_empty()
                     && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
             let expiry_due = self.drops_expired()
@@ -521,6 +602,7 @@ impl Writer {
             appends: 0,
             readings: 0,
             deletes: Vec::new(),
+            flush_held: false,
             bytes: 0,
             oldest: None,
             newest: None,
@@ -536,7 +618,13 @@ impl Writer {
                 group.appends += 1;
                 self.admit(group, &batch);
             }
-            Command::Delete { ids, done } => {
+            Command::Delete { ids, done, when } => {
+                // Entries the last checkpoint reflects go at once: no checkpoint needed.
+                if when == DeleteWhen::Later && ids.iter().any(|&id| id > self.checkpoint_log_id) {
+                    self.held.hold((ids, done));
+                    return;
+                }
+                group.flush_held |= when == DeleteWhen::Now && self.held.since.is_some();
                 group.oldest.get_or_insert_with(Instant::now);
                 group.deletes.push((ids, done));
             }
@@ -566,8 +654,15 @@ impl Writer {
         let retry = self.broken.map_or(Duration::MAX, |(at, _)| {
             at.saturating_duration_since(Instant::now())
         });
+        let held = self
+            .held
+            .due_at(self.config.delete_delay)
+            .map_or(Duration::MAX, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
         checkpoint
             .min(retry)
+            .min(held)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(1))
     }
@@ -584,6 +679,13 @@ impl Writer {
 
     fn commit_group(&mut self, mut group: Group, checkpoint_due: bool) {
         self.publish_fresh(&mut group);
+        if checkpoint_due {
+            // A checkpoint may delete any entry: the held deletes go with it (or, if the
+            // commit fails, are answered with the failure and sent again).
+            let mut held = self.held.take();
+            held.append(&mut group.deletes);
+            group.deletes = held;
+        }
         // The group's ids are spent whether or not it commits: an id the forwarder may hold
         // must never name a different entry later.
         let reserved_end = group.pending.next_log_id;

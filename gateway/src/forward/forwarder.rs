@@ -8,7 +8,9 @@
 //!   that removes it has committed; scans skip claimed ids, so nothing in memory is queued
 //!   twice, even when cursors move back after a shard map change.
 //! - An entry is deleted only after Kinesis accepted the record holding it (records never
-//!   split entries). Deletes are batched every `forward.delete_interval_ms`.
+//!   split entries). Deletes are batched every `forward.delete_interval_ms`; the buffer holds
+//!   those of entries newer than its last checkpoint for the next one (`buffer.delete_delay_ms`,
+//!   SD-card wear), and they stay claimed until it commits.
 //! - A failed record (throttled, record error, failed call) goes back to the front of the
 //!   lane its device maps to *now*, and is resent as is (an aggregate: its parts, each to the
 //!   lane its device maps to now, rebuilt into new aggregates); accepted records are never
@@ -510,7 +512,9 @@ impl Forwarder {
         let ids = std::mem::take(&mut self.accepted);
         let (writer, tx) = (self.writer.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
-            let result = writer.delete(ids.clone());
+            // Entries newer than the buffer's last checkpoint are deleted with the next one
+            // (seconds later; SD-card wear): they stay claimed, not sent again, until then.
+            let result = writer.delete_later(ids.clone());
             let _ = tx.send(Event::Deleted { ids, result });
         });
     }
@@ -893,10 +897,11 @@ impl Forwarder {
         }
     }
 
-    /// Waits (bounded) for calls in flight, then deletes what was accepted.
+    /// Waits (bounded) for calls in flight, then deletes what was accepted, with the deletes
+    /// the buffer still holds for its next checkpoint (a `Now` delete brings them forward).
     async fn shutdown(mut self, rx: &mut mpsc::UnboundedReceiver<Event>) {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
-        while !self.requests.is_empty() || self.delete_running {
+        while !self.requests.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(e)) => {
                     self.now = Instant::now();
@@ -905,7 +910,7 @@ impl Forwarder {
                 _ => break,
             }
         }
-        if !self.accepted.is_empty() && !self.delete_running {
+        if !self.accepted.is_empty() || self.delete_running {
             let ids = std::mem::take(&mut self.accepted);
             let writer = self.writer.clone();
             let n = ids.len();

@@ -16,7 +16,8 @@
 //!   20,000 readings/s ack latency, login time, and 1,000 certificate devices connecting at once.
 //!
 //! Prints one Markdown table row per measurement. `BENCH_BUFFER_TOML` adds `[buffer]`
-//! settings to the gateway under test (`BENCH_BUFFER_TOML='max_commit_delay_ms = 10'`).
+//! settings to the gateway under test (`BENCH_BUFFER_TOML='max_commit_delay_ms = 10'`), and
+//! `BENCH_EMBEDDED_TOML` `[ingest.embedded]` ones (`BENCH_EMBEDDED_TOML='broker_log_bytes = 262144'`).
 
 use e2e::mosquitto::Mosquitto;
 use e2e::site_certs::SiteCerts;
@@ -59,6 +60,7 @@ fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
 fn options() -> GatewayOptions {
     GatewayOptions {
         buffer_toml: std::env::var("BENCH_BUFFER_TOML").unwrap_or_default(),
+        embedded_toml: std::env::var("BENCH_EMBEDDED_TOML").unwrap_or_default(),
         ..GatewayOptions::default()
     }
 }

@@ -1,7 +1,7 @@
 //! Deletes of delivered entries newer than the last checkpoint (`WriterHandle::delete_later`,
 //! the forwarder's) wait for the next checkpoint instead of forcing one per delete (SD-card
-//! wear), and are never lost on the way: the delay elapsing, a `Now` delete, or a checkpoint
-//! commits them; entries the last checkpoint already reflects go at once.
+//! wear), and are never lost on the way: the delay elapsing, a `Now` delete, enough held ids,
+//! or a checkpoint commits them; entries the last checkpoint already reflects go at once.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use gateway::buffer::layout::{META, META_CHECKPOINT_LOG_ID};
@@ -9,6 +9,7 @@ use gateway::buffer::{
     AckOut, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, WriterHandle, writer,
 };
 use redb::ReadableDatabase;
+use std::collections::HashSet;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ struct Running {
     writer: WriterHandle,
     thread: JoinHandle<()>,
     acks: crossbeam_channel::Receiver<Vec<AckOut>>,
+    metrics: BufferMetrics,
 }
 
 fn start(delete_delay_ms: u64, checkpoint_interval_ms: u64) -> Running {
@@ -39,18 +41,19 @@ fn start(delete_delay_ms: u64, checkpoint_interval_ms: u64) -> Running {
     let metrics = BufferMetrics::register(&mut prometheus_client::registry::Registry::default());
     let (acks_tx, acks) = crossbeam_channel::unbounded();
     let (writer, thread) =
-        writer::spawn(buffer.clone(), recovered, config, metrics, acks_tx).expect("writer");
+        writer::spawn(buffer.clone(), recovered, config, metrics.clone(), acks_tx).expect("writer");
     Running {
         _dir: dir,
         buffer,
         writer,
         thread,
         acks,
+        metrics,
     }
 }
 
 impl Running {
-    /// One reading per device at `seq`, committed (a `Now` delete of nothing is a barrier).
+    /// One reading per device at `seq`; returns once every device is acked (committed).
     fn store(&self, devices: u32, seq: u32) {
         for d in 0..devices {
             self.writer
@@ -71,12 +74,18 @@ impl Running {
                 })
                 .expect("writer alive");
         }
-    }
-
-    /// Waits until everything sent so far is committed, and forgets the acks.
-    fn barrier(&self) {
-        self.writer.delete(Vec::new()).expect("barrier");
-        while self.acks.try_recv().is_ok() {}
+        let mut acked = HashSet::new();
+        while acked.len() < devices as usize {
+            let acks = self
+                .acks
+                .recv_timeout(Duration::from_secs(10))
+                .expect("acks");
+            acked.extend(
+                acks.into_iter()
+                    .filter(|a| a.through_seq >= seq)
+                    .map(|a| a.device),
+            );
+        }
     }
 
     fn ids(&self) -> Vec<u64> {
@@ -103,15 +112,12 @@ impl Running {
         rx
     }
 
-    /// Waits for the acks of `devices` batches (stored and durable).
-    fn wait_acks(&self, devices: usize) {
-        let mut acked = 0;
-        while acked < devices {
-            let acks = self
-                .acks
-                .recv_timeout(Duration::from_secs(10))
-                .expect("acks");
-            acked += acks.len();
+    /// Waits until the writer holds `ids` delete ids for its next checkpoint.
+    fn wait_held(&self, ids: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metrics.delete_held_entries.get() != ids {
+            assert!(Instant::now() < deadline, "not held");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -125,16 +131,15 @@ impl Running {
 fn held_deletes_wait_through_commits_and_a_now_delete_brings_them_forward() {
     let r = start(LONG, LONG);
     r.store(50, 0);
-    r.barrier();
     let first = r.ids();
     assert_eq!(first.len(), 50);
     let checkpoint_before = r.checkpoint_log_id();
     assert!(first.iter().all(|&id| id > checkpoint_before));
 
     let done = r.delete_later(first.clone());
+    r.wait_held(50);
     // Commits go on (new readings stored and acked) while the delete is held.
     r.store(50, 1);
-    r.wait_acks(50);
     assert!(
         done.try_recv().is_err(),
         "the delete was answered before any checkpoint"
@@ -159,6 +164,7 @@ fn held_deletes_wait_through_commits_and_a_now_delete_brings_them_forward() {
         r.checkpoint_log_id() >= ids[99],
         "committed with a checkpoint"
     );
+    assert_eq!(r.metrics.delete_held_entries.get(), 0);
     r.stop();
 }
 
@@ -166,7 +172,6 @@ fn held_deletes_wait_through_commits_and_a_now_delete_brings_them_forward() {
 fn a_held_delete_is_committed_once_the_delay_has_passed_on_an_idle_writer() {
     let r = start(300, LONG);
     r.store(20, 0);
-    r.barrier();
     let ids = r.ids();
     let asked = Instant::now();
     let done = r.delete_later(ids.clone());
@@ -184,7 +189,6 @@ fn a_held_delete_is_committed_once_the_delay_has_passed_on_an_idle_writer() {
 fn entries_the_last_checkpoint_reflects_are_deleted_at_once() {
     let r = start(LONG, 100);
     r.store(20, 0);
-    r.barrier();
     let ids = r.ids();
     // The idle writer checkpoints its dirty devices after 100 ms.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -196,6 +200,23 @@ fn entries_the_last_checkpoint_reflects_are_deleted_at_once() {
     let result = done
         .recv_timeout(Duration::from_secs(10))
         .expect("not held: no checkpoint needed");
+    assert_eq!(result, Ok(20));
+    assert!(r.ids().is_empty());
+    r.stop();
+}
+
+#[test]
+fn many_held_ids_are_committed_without_waiting_for_the_delay() {
+    let r = start(LONG, LONG);
+    r.store(20, 0);
+    let mut ids = r.ids();
+    // Ids of entries that do not exist count towards the limit like any other.
+    let past = ids[19] + 1;
+    ids.extend(past..past + writer::HELD_IDS_MAX as u64);
+    let done = r.delete_later(ids);
+    let result = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("committed at once");
     assert_eq!(result, Ok(20));
     assert!(r.ids().is_empty());
     r.stop();

@@ -161,6 +161,63 @@ fn forward_resends_only_throttled_records_and_loses_nothing() {
     assert!(status.success(), "{status}");
 }
 
+/// Delivered readings newer than the buffer's last checkpoint stay in it until the next one
+/// (`buffer.delete_delay_ms`, SD-card wear), and a stop deletes them: after SIGTERM the buffer
+/// file holds nothing that Kinesis accepted.
+#[test]
+fn forward_stop_deletes_the_delivered_readings_the_buffer_held() {
+    let emu = KinesisEmulator::start(&[(STREAM, 1)]).expect("emulator");
+    // Held far longer than the stop may take: only the stop's flush can delete them in time.
+    let mut gw = GatewayProcess::start(GatewayOptions {
+        buffer_toml: "delete_delay_ms = 120000".into(),
+        extra_toml: forward_toml(STREAM, ""),
+        env: emu.env_vars(),
+        ..GatewayOptions::default()
+    })
+    .expect("gateway starts");
+    #[rustfmt::skip]
+    let acked = run_devsim(&gw, &[
+        "--devices", "10", "--rate", "5", "--duration", "4", "--batch-max", "1", "--seed", "5",
+    ]);
+    let readings = acked.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric_sum(&gw, "gateway_forward_readings_sent_total").expect("metric") < readings {
+        assert!(
+            Instant::now() < deadline,
+            "not forwarded\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Everything is in Kinesis; the buffer still holds it, waiting for a checkpoint.
+    let held = gw
+        .metric("gateway_buffer_delete_held_entries")
+        .expect("metric");
+    let buffered = gw
+        .metric("gateway_buffer_buffered_readings")
+        .expect("metric");
+    assert!(
+        held > 0.0 && buffered > 0.0,
+        "held {held}, buffered {buffered}"
+    );
+    let stopping = Instant::now();
+    let status = gw.terminate(Duration::from_secs(30)).expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "the stop waited {:?} for held deletes",
+        stopping.elapsed()
+    );
+    assert_all_delivered_once(&emu, &acked);
+    let left = e2e::export_check::buffer_rows(&gw.data_dir().join("buffer.redb")).expect("rows");
+    assert!(
+        left.is_empty(),
+        "{} delivered readings left in the buffer after a stop\n{}",
+        left.len(),
+        gw.log_text()
+    );
+}
+
 /// Kinesis refuses connections, then fails with HTTP 500, for 25 s while devices keep
 /// publishing: the buffer grows, health says so, and when Kinesis is back everything is
 /// delivered without a loss.

@@ -86,8 +86,9 @@ pub enum Command {
 pub enum DeleteWhen {
     /// With the next commit; also brings held `Later` deletes forward (a flush).
     Now,
-    /// Entries newer than the last checkpoint wait for the next checkpoint, due at most
-    /// `buffer.delete_delay_ms` later; older ones go with the next commit.
+    /// A request with an entry newer than the last checkpoint waits, whole, for the next
+    /// checkpoint, due at most `buffer.delete_delay_ms` later; one of older entries only goes
+    /// with the next commit.
     Later,
 }
 
@@ -272,7 +273,7 @@ struct HeldDeletes {
 /// Held delete ids that make a checkpoint due at once: bounds the memory of the held requests
 /// and of the forwarder's claimed set (fast sites reach it within seconds; at a 1,000-device
 /// site of one reading per second and device it takes ~16 s, past the default 10 s delay).
-const HELD_IDS_MAX: usize = 16_384;
+pub const HELD_IDS_MAX: usize = 16_384;
 
 impl HeldDeletes {
     fn hold(&mut self, request: DeleteRequest) {
@@ -679,9 +680,19 @@ impl Writer {
 
     fn commit_group(&mut self, mut group: Group, checkpoint_due: bool) {
         self.publish_fresh(&mut group);
+        // A checkpoint may delete any entry: the held deletes go with every commit that takes
+        // one (or, if it fails, are answered with the failure and sent again). Also when the
+        // buffer is nearly full: delivered entries must not take the space of new readings,
+        // nor be evicted (and counted lost) under drop-oldest.
+        let checkpoint_due = self.held.since.is_some()
+            && (checkpoint_due
+                || group
+                    .deletes
+                    .iter()
+                    .any(|(ids, _)| ids.iter().any(|&id| id > self.checkpoint_log_id))
+                || group.pending.buffered_bytes >= self.config.capacity_bytes / 10 * 9)
+            || checkpoint_due;
         if checkpoint_due {
-            // A checkpoint may delete any entry: the held deletes go with it (or, if the
-            // commit fails, are answered with the failure and sent again).
             let mut held = self.held.take();
             held.append(&mut group.deletes);
             group.deletes = held;

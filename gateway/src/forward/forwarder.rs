@@ -34,6 +34,7 @@ use super::metrics::ForwardMetrics;
 use super::record::{OutRecord, Part};
 use super::scan::{ScanLane, scan};
 use super::shard_map::ShardMap;
+use crate::buffer::writer::HELD_IDS_MAX;
 use crate::buffer::{Buffer, WriterHandle};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -119,7 +120,7 @@ pub async fn run(
         claimed: Arc::new(Mutex::new(HashSet::new())),
         corrupt: HashSet::new(),
         accepted: Vec::new(),
-        delete_running: false,
+        deletes_running: 0,
         next_delete: Instant::now(),
         requests: HashMap::new(),
         next_request: 0,
@@ -188,7 +189,10 @@ struct Forwarder {
     corrupt: HashSet<u64>,
     /// Accepted, awaiting delete.
     accepted: Vec<u64>,
-    delete_running: bool,
+    /// Delete requests the buffer has not answered yet: one at a time, unless the buffer holds
+    /// one for its next checkpoint while [`HELD_IDS_MAX`] more ids were accepted; a second
+    /// request then makes the buffer commit them all at once (bounds `claimed` at high rates).
+    deletes_running: usize,
     next_delete: Instant,
     requests: HashMap<u64, Request>,
     next_request: u64,
@@ -254,12 +258,22 @@ impl Forwarder {
             self.take_fresh();
             self.send_ready();
         }
-        if !self.delete_running && !self.accepted.is_empty() && self.now >= self.next_delete {
+        let due = self.deletes_running == 0 && self.now >= self.next_delete;
+        let many = self.deletes_running < 2 && self.accepted.len() >= HELD_IDS_MAX;
+        if !self.accepted.is_empty() && (due || many) {
             self.start_delete();
         }
         if self.now >= self.next_gauges {
             self.update_gauges();
             self.next_gauges = self.now + GAUGE_INTERVAL;
+            // A backlog drain or a burst may have grown the claimed set far beyond what a live
+            // site keeps (a few seconds of ids while deletes wait for a checkpoint): give the
+            // memory back.
+            let mut claimed = self.claimed();
+            if claimed.capacity() > 4 * claimed.len() + 4096 {
+                let keep = 2 * claimed.len();
+                claimed.shrink_to(keep);
+            }
         }
     }
 
@@ -275,7 +289,7 @@ impl Forwarder {
         if self.map.is_some() && self.lanes.values().any(|l| l.hungry(budget)) {
             at(self.poll_due);
         }
-        if !self.accepted.is_empty() && !self.delete_running {
+        if !self.accepted.is_empty() && self.deletes_running == 0 {
             at(self.next_delete);
         }
         at(self.next_gauges);
@@ -508,7 +522,7 @@ impl Forwarder {
     }
 
     fn start_delete(&mut self) {
-        self.delete_running = true;
+        self.deletes_running += 1;
         let ids = std::mem::take(&mut self.accepted);
         let (writer, tx) = (self.writer.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
@@ -529,7 +543,7 @@ impl Forwarder {
             } => self.on_put(id, records, result, done),
             Event::Listed(result) => self.on_listed(result),
             Event::Deleted { ids, result } => {
-                self.delete_running = false;
+                self.deletes_running = self.deletes_running.saturating_sub(1);
                 self.next_delete = self.now + self.config.delete_interval;
                 match result {
                     Ok(_) => {
@@ -910,21 +924,43 @@ impl Forwarder {
                 _ => break,
             }
         }
-        if !self.accepted.is_empty() || self.delete_running {
+        // A `Now` delete commits what is accepted and what the buffer holds for its next
+        // checkpoint. A `Later` request may reach the buffer just after it (both were on their
+        // way) and be held again, or come back failed: so until every request is answered and
+        // nothing waits, flush again.
+        while !self.accepted.is_empty() || self.deletes_running > 0 {
             let ids = std::mem::take(&mut self.accepted);
             let writer = self.writer.clone();
             let n = ids.len();
-            match tokio::time::timeout_at(
+            let flushed = tokio::time::timeout_at(
                 deadline,
                 tokio::task::spawn_blocking(move || writer.delete(ids)),
             )
-            .await
-            {
-                Ok(Ok(Ok(_))) => {}
-                _ => tracing::warn!(
-                    entries = n,
+            .await;
+            if !matches!(flushed, Ok(Ok(Ok(_)))) {
+                tracing::warn!(
+                    entries = n + self.accepted.len(),
                     "Could not delete the last delivered entries; they will be sent again (duplicates)."
-                ),
+                );
+                break;
+            }
+            // Answers of the flushed `Later` requests (a failed one puts its ids back).
+            let settle = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+            while self.deletes_running > 0 {
+                match tokio::time::timeout_at(settle, rx.recv()).await {
+                    Ok(Some(e)) => {
+                        self.now = Instant::now();
+                        self.handle(e);
+                    }
+                    _ => break,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    entries = self.accepted.len(),
+                    "Could not delete the last delivered entries; they will be sent again (duplicates)."
+                );
+                break;
             }
         }
         tracing::info!("Forwarder stopped.");

@@ -621,7 +621,7 @@ impl Writer {
             }
             Command::Delete { ids, done, when } => {
                 // Entries the last checkpoint reflects go at once: no checkpoint needed.
-                if when == DeleteWhen::Later && ids.iter().any(|&id| id > self.checkpoint_log_id) {
+                if when == DeleteWhen::Later && self.past_checkpoint(&ids) {
                     self.held.hold((ids, done));
                     return;
                 }
@@ -630,6 +630,11 @@ impl Writer {
                 group.deletes.push((ids, done));
             }
         }
+    }
+
+    /// Whether deleting `ids` needs a checkpoint in the same commit (`layout.rs`, invariants).
+    fn past_checkpoint(&self, ids: &[u64]) -> bool {
+        ids.iter().any(|&id| id > self.checkpoint_log_id)
     }
 
     /// True when retention deletes old readings here (`drop`); under `backfill` the backfill
@@ -684,14 +689,13 @@ impl Writer {
         // one (or, if it fails, are answered with the failure and sent again). Also when the
         // buffer is nearly full: delivered entries must not take the space of new readings,
         // nor be evicted (and counted lost) under drop-oldest.
-        let checkpoint_due = self.held.since.is_some()
-            && (checkpoint_due
-                || group
+        let checkpoint_due = checkpoint_due
+            || (self.held.since.is_some()
+                && (group
                     .deletes
                     .iter()
-                    .any(|(ids, _)| ids.iter().any(|&id| id > self.checkpoint_log_id))
-                || group.pending.buffered_bytes >= self.config.capacity_bytes / 10 * 9)
-            || checkpoint_due;
+                    .any(|(ids, _)| self.past_checkpoint(ids))
+                    || group.pending.buffered_bytes >= self.config.capacity_bytes / 10 * 9));
         if checkpoint_due {
             let mut held = self.held.take();
             held.append(&mut group.deletes);

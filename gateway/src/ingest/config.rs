@@ -39,11 +39,12 @@ pub struct EmbeddedConfig {
     /// Most simultaneous client connections (beyond it a new client is refused). The broker's
     /// connection tables grow with the connections actually open, not with this.
     pub max_connections: usize,
-    /// Topic and payload bytes of the messages the broker keeps in memory for the gateway's
-    /// reader (resident memory is ~2.3x: rumqttd keeps read messages until this is full, with
-    /// ~100 bytes of bookkeeping and a ~16-byte allocation header each). When the reader lags further, the broker drops
-    /// messages silently; devices then resend (they are not acked), so this bounds memory, not
-    /// safety.
+    /// Topic and payload bytes of the messages the broker may keep in memory for the gateway's
+    /// reader while it lags (resident memory up to ~2.3x: ~100 bytes of bookkeeping and a
+    /// ~16-byte allocation header each). Read messages are freed a segment (1/17 of this) at a
+    /// time, so a reader that keeps up holds little of it. When the reader lags further, the
+    /// broker drops messages silently; devices then resend (they are not acked), so this bounds
+    /// memory, not safety.
     pub broker_log_bytes: usize,
     /// Per-device credentials file (TOML, see README). Without it any client may connect.
     pub credentials_file: Option<PathBuf>,

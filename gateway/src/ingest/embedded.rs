@@ -131,13 +131,20 @@ fn broker_config(
 ) -> Config {
     let policy = Arc::new(DevicePolicy::new(metrics.clone()));
     let segment_count = 4;
+    let mut logs = ack_logs();
+    logs.insert(
+        TopicKind::Uplink.spec().filter.to_owned(),
+        uplink_log(config.broker_log_bytes),
+    );
     let router = RouterConfig {
         // The in-process link counts as a connection.
         max_connections: config.max_connections + 1,
         max_outgoing_packet_count: 1024,
+        // Logs of filters other than the uplink's and the acks' (no client may subscribe to
+        // any other, see `authorize.rs`).
         max_segment_size: (config.broker_log_bytes / (segment_count + 1)).max(1024),
         max_segment_count: segment_count,
-        custom_segment: Some(ack_logs()),
+        custom_segment: Some(logs),
         authorizer: Some(policy.clone()),
         ..RouterConfig::default()
     };
@@ -165,6 +172,25 @@ fn broker_config(
     }
 }
 
+/// The uplink log: what devices publish, read by the gateway's in-process link.
+///
+/// The link is its only reader (devices may subscribe to their own ack topic only,
+/// `authorize.rs`) and reads at QoS 0, so the log frees each segment as soon as the link has
+/// read past it (`release_read`, see `gateway/vendor/rumqttd/PATCHED.md`). `broker_log_bytes`
+/// bounds what a lagging reader leaves in it, as before; a reader that keeps up leaves about
+/// one segment (1/17 of it). Kept until the log was full, read messages cost ~2 MiB at a
+/// 1,000-device site (`docs/benchmarks.md`, "Footprint (issue 16)").
+fn uplink_log(broker_log_bytes: usize) -> SegmentConfig {
+    SegmentConfig {
+        max_segment_size: (broker_log_bytes / (UPLINK_LOG_SEGMENTS + 1)).max(1024),
+        max_segment_count: UPLINK_LOG_SEGMENTS,
+        release_read: true,
+    }
+}
+
+/// Segments of the uplink log: more, smaller segments free read messages sooner.
+const UPLINK_LOG_SEGMENTS: usize = 16;
+
 /// Log limits for every device's ack topic.
 ///
 /// rumqttd keeps one in-memory log per subscription filter, and every device subscribes to its
@@ -179,6 +205,7 @@ fn ack_logs() -> HashMap<String, SegmentConfig> {
         SegmentConfig {
             max_segment_size: ACK_LOG_SEGMENT_BYTES,
             max_segment_count: 1,
+            release_read: false,
         },
     )])
 }

@@ -232,6 +232,13 @@ pub struct RouterConfig {
 pub struct SegmentConfig {
     pub max_segment_size: usize,
     pub max_segment_count: usize,
+    /// telemetry-gateway patch: free each segment of this filter's log as soon as its reader
+    /// has read past it, instead of keeping it until the log is full. Only for a filter with
+    /// one reader that subscribes at QoS 0 (nothing is ever read twice): a second reader
+    /// behind the first would find its next messages gone (a cursor jump, logged and
+    /// alerted). The log's limits still bound what a lagging reader leaves in memory.
+    #[serde(default)]
+    pub release_read: bool,
 }
 
 type ReloadHandle = Handle<EnvFilter, Layered<Layer<Registry, Pretty, Format<Pretty>>, Registry>>;

@@ -117,9 +117,9 @@ impl<'a> LinkBuilder<'a> {
         let incoming_data_buffer = incoming.buffer();
 
         let event = Event::Connect {
-            connection,
-            incoming,
-            outgoing,
+            connection: Box::new(connection),
+            incoming: Box::new(incoming),
+            outgoing: Box::new(outgoing),
         };
 
         self.router_tx.send((0, event))?;

@@ -1,13 +1,21 @@
 use bytes::BytesMut;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
     time::timeout,
 };
 
 use std::{
     collections::VecDeque,
+    future::poll_fn,
     io::{self, ErrorKind},
+    mem::MaybeUninit,
+    pin::Pin,
+    task::{ready, Context, Poll},
 };
+
+/// telemetry-gateway patch: the most one socket read takes (through a buffer on the stack of
+/// the thread that polls, see [`Network::poll_fill`]).
+const READ_CHUNK: usize = 8 * 1024;
 use tokio::time::{error::Elapsed, Duration};
 
 use crate::protocol::{self, Packet, Protocol};
@@ -51,11 +59,11 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            // telemetry-gateway patch: a 1 KiB read buffer to start (was 10 KiB); BytesMut grows
-            // when a larger packet needs it. The write buffer (was 10 KiB) starts empty and
-            // grows to what the connection writes at once: a few dozen bytes for a device's
-            // PUBACKs and acks.
-            read: BytesMut::with_capacity(1024),
+            // telemetry-gateway patch: no read buffer until bytes arrive, and none again while
+            // no partial packet waits (was 10 KiB for the connection's life; see `read_bytes`).
+            // The write buffer (was 10 KiB) starts empty and grows to what the connection
+            // writes at once: a few dozen bytes for a device's PUBACKs and acks.
+            read: BytesMut::new(),
             write: BytesMut::new(),
             max_incoming_size,
             max_connection_buffer_len,
@@ -76,8 +84,16 @@ impl<P: Protocol> Network<P> {
     async fn read_bytes(&mut self, required: usize) -> io::Result<usize> {
         // TODO: Fix this cancellation bug and write unit test
         let mut total_read = 0;
+        // telemetry-gateway patch: a connection waits here most of its life (a device sends a
+        // packet a second or less). With no partial packet to keep, it waits without a read
+        // buffer: the old one stays only as long as packets split from it are in flight. The
+        // bytes come through the poller's stack (`poll_fill`) and are copied into a buffer of
+        // their size. Was a 1 KiB (upstream 10 KiB) buffer held by every idle connection.
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
         loop {
-            let read = self.socket.read_buf(&mut self.read).await?;
+            let read = poll_fn(|cx| self.poll_fill(cx)).await?;
             if 0 == read {
                 let error = if self.read.is_empty() {
                     io::Error::new(ErrorKind::ConnectionAborted, "connection closed by peer")
@@ -93,6 +109,18 @@ impl<P: Protocol> Network<P> {
                 return Ok(total_read);
             }
         }
+    }
+
+    /// telemetry-gateway patch: one socket read of up to [`READ_CHUNK`] bytes, appended to
+    /// `self.read`. The chunk lives on the stack only while this is polled, not in the
+    /// connection's future. Appended in the same poll, read bytes are never lost to a
+    /// cancelled read (`read` runs in a `select!`).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut self.socket).poll_read(cx, &mut buf))?;
+        self.read.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Waits on network for 1 packet

@@ -131,8 +131,13 @@ impl<P: Protocol> RemoteLink<P> {
 
         // Note:
         // Shouldn't result in bounded queue deadlocks because of blocking n/w send
+        //
+        // telemetry-gateway patch: the `select!` only decides what to do next; the awaits that
+        // follow run after it. Awaited inside its arms, they kept the `select!`'s output (a
+        // whole `Packet` or error, 816 bytes) alive beside their own futures, and this future
+        // sized every connection's task for the connection's whole life.
         loop {
-            select! {
+            let next = select! {
                 o = self.network.read() => {
                     let packet = o?;
                     let len = {
@@ -143,7 +148,7 @@ impl<P: Protocol> RemoteLink<P> {
                     };
 
                     trace!("Packets read from network, count = {}", len);
-                    self.link_tx.notify().await?;
+                    Next::NotifyRouter
                 }
                 // Receive from router when previous when state isn't in collision
                 // due to previously received data request
@@ -164,6 +169,12 @@ impl<P: Protocol> RemoteLink<P> {
                     // outgoing queue at every exchange; emptied, it holds nothing while the
                     // connection idles (248 bytes per queued `Notification` otherwise).
                     self.notifications.shrink_to(0);
+                    Next::Write { packets, unscheduled }
+                }
+            };
+            match next {
+                Next::NotifyRouter => self.link_tx.notify().await?,
+                Next::Write { packets, unscheduled } => {
                     self.network.writev(packets).await?;
                     if unscheduled {
                         self.link_rx.wake().await?;
@@ -172,6 +183,18 @@ impl<P: Protocol> RemoteLink<P> {
             }
         }
     }
+}
+
+/// telemetry-gateway patch: what [`RemoteLink::start`]'s loop does after its `select!`.
+enum Next {
+    /// Packets were read into the router's buffer: tell the router.
+    NotifyRouter,
+    /// The router's notifications, to write to the network; `unscheduled`: tell the router
+    /// this link is ready for more afterwards.
+    Write {
+        packets: VecDeque<Packet>,
+        unscheduled: bool,
+    },
 }
 
 /// Read MQTT connect packet from network and verify it.

@@ -174,6 +174,17 @@ impl DataLog {
         (filter_idx, data.log.next_offset())
     }
 
+    /// telemetry-gateway patch: a QoS 0 reader (not in a shared group) of `filter_idx` has read
+    /// up to segment `segment`: a log configured with `release_read` frees the segments before
+    /// it (see `SegmentConfig::release_read`).
+    pub fn reader_passed(&mut self, filter_idx: FilterIdx, segment: u64) {
+        if let Some(data) = self.native.get_mut(filter_idx) {
+            if data.release_read {
+                data.log.release_before(segment);
+            }
+        }
+    }
+
     pub fn native_readv(
         &self,
         filter_idx: FilterIdx,
@@ -313,6 +324,8 @@ impl DataLog {
 pub struct Data<T> {
     filter: Filter,
     pub log: CommitLog<T>,
+    /// telemetry-gateway patch: `SegmentConfig::release_read` for this filter.
+    release_read: bool,
     pub waiters: Waiters<DataRequest>,
     meter: SubscriptionMeter,
 }
@@ -324,6 +337,7 @@ where
     pub fn new(filter: &str, router_config: &RouterConfig) -> Data<T> {
         let mut max_segment_size = router_config.max_segment_size;
         let mut max_mem_segments = router_config.max_segment_count;
+        let mut release_read = false;
 
         // Override segment config for selected filter
         if let Some(config) = &router_config.custom_segment {
@@ -332,6 +346,7 @@ where
                     info!("Overriding segment config for filter: {}", filter);
                     max_segment_size = segment_config.max_segment_size;
                     max_mem_segments = segment_config.max_segment_count;
+                    release_read = segment_config.release_read;
                 }
             }
         }
@@ -339,11 +354,14 @@ where
         // max_segment_size: usize, max_mem_segments: usize
         let log = CommitLog::new(max_segment_size, max_mem_segments).unwrap();
 
-        let waiters = Waiters::with_capacity(10);
+        // telemetry-gateway patch: no preallocated waiters (was 10, ~1 KiB for each filter's
+        // log, and every device's ack topic is a filter of its own).
+        let waiters = Waiters::with_capacity(0);
         let metrics = SubscriptionMeter::default();
         Data {
             filter: filter.to_owned(),
             log,
+            release_read,
             waiters,
             meter: metrics,
         }
@@ -389,7 +407,7 @@ impl AckLog {
     }
 
     pub fn connack(&mut self, id: ConnectionId, ack: ConnAck, props: Option<ConnAckProperties>) {
-        let ack = Ack::ConnAck(id, ack, props);
+        let ack = Ack::ConnAck(id, ack, props.map(Box::new));
         self.committed.push_back(ack);
     }
 

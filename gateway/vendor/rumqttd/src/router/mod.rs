@@ -40,10 +40,14 @@ pub(crate) type FilterIdx = usize;
 #[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// Client id and connection handle
+    ///
+    /// telemetry-gateway patch: boxed (was inline, ~800 bytes). Every `Event` took this
+    /// variant's size: each slot of the router's channel, and the future of every `send_async`
+    /// a connection awaits (its `notify` and `wake`), which sat in every connection's task.
     Connect {
-        connection: connection::Connection,
-        incoming: iobufs::Incoming,
-        outgoing: iobufs::Outgoing,
+        connection: Box<connection::Connection>,
+        incoming: Box<iobufs::Incoming>,
+        outgoing: Box<iobufs::Outgoing>,
     },
     /// New meter link
     NewMeter(flume::Sender<Vec<Meter>>),
@@ -123,21 +127,25 @@ pub struct Forward {
 
 #[derive(Debug, Clone)]
 #[allow(clippy::enum_variant_names)]
+///
+/// telemetry-gateway patch: properties boxed (were inline: `ConnAckProperties` alone is 216
+/// bytes). Each connection's ack queue holds `Ack`s, and an `Ack` took its largest variant's
+/// size (232 bytes) for every PUBACK.
 pub enum Ack {
-    ConnAck(ConnectionId, ConnAck, Option<ConnAckProperties>),
+    ConnAck(ConnectionId, ConnAck, Option<Box<ConnAckProperties>>),
     // NOTE: using Option may be a better choice than new variant
     // ConnAckWithProperties(ConnectionId, ConnAck, ConnAckProperties),
     // TODO: merge the other variants as well using the same pattern
     PubAck(PubAck),
-    PubAckWithProperties(PubAck, PubAckProperties),
+    PubAckWithProperties(PubAck, Box<PubAckProperties>),
     SubAck(SubAck),
-    SubAckWithProperties(SubAck, SubAckProperties),
+    SubAckWithProperties(SubAck, Box<SubAckProperties>),
     PubRec(PubRec),
-    PubRecWithProperties(PubRec, PubRecProperties),
+    PubRecWithProperties(PubRec, Box<PubRecProperties>),
     PubRel(PubRel),
-    PubRelWithProperties(PubRel, PubRelProperties),
+    PubRelWithProperties(PubRel, Box<PubRelProperties>),
     PubComp(PubComp),
-    PubCompWithProperties(PubComp, PubCompProperties),
+    PubCompWithProperties(PubComp, Box<PubCompProperties>),
     UnsubAck(UnsubAck),
     PingResp(PingResp),
 }
@@ -145,17 +153,17 @@ pub enum Ack {
 impl From<Ack> for Packet {
     fn from(value: Ack) -> Self {
         match value {
-            Ack::ConnAck(_id, connack, props) => Packet::ConnAck(connack, props),
+            Ack::ConnAck(_id, connack, props) => Packet::ConnAck(connack, props.map(|p| *p)),
             Ack::PubAck(puback) => Packet::PubAck(puback, None),
-            Ack::PubAckWithProperties(puback, prop) => Packet::PubAck(puback, Some(prop)),
+            Ack::PubAckWithProperties(puback, prop) => Packet::PubAck(puback, Some(*prop)),
             Ack::SubAck(suback) => Packet::SubAck(suback, None),
-            Ack::SubAckWithProperties(suback, prop) => Packet::SubAck(suback, Some(prop)),
+            Ack::SubAckWithProperties(suback, prop) => Packet::SubAck(suback, Some(*prop)),
             Ack::PubRec(pubrec) => Packet::PubRec(pubrec, None),
-            Ack::PubRecWithProperties(pubrec, prop) => Packet::PubRec(pubrec, Some(prop)),
+            Ack::PubRecWithProperties(pubrec, prop) => Packet::PubRec(pubrec, Some(*prop)),
             Ack::PubRel(pubrel) => Packet::PubRel(pubrel, None),
-            Ack::PubRelWithProperties(pubrel, prop) => Packet::PubRel(pubrel, Some(prop)),
+            Ack::PubRelWithProperties(pubrel, prop) => Packet::PubRel(pubrel, Some(*prop)),
             Ack::PubComp(pubcomp) => Packet::PubComp(pubcomp, None),
-            Ack::PubCompWithProperties(pubcomp, prop) => Packet::PubComp(pubcomp, Some(prop)),
+            Ack::PubCompWithProperties(pubcomp, prop) => Packet::PubComp(pubcomp, Some(*prop)),
             Ack::UnsubAck(unsuback) => Packet::UnsubAck(unsuback, None),
             Ack::PingResp(pingresp) => Packet::PingResp(pingresp),
         }
@@ -352,13 +360,11 @@ pub struct IncomingMeter {
 }
 
 impl IncomingMeter {
+    /// telemetry-gateway patch: only the totals are kept. The per-topic and per-filter meters
+    /// (`publishes`, `subscribes`) were never read (`get_topic_meters` has no caller) and cost
+    /// every connection a map and a copy of its topic and filters (~350 bytes a device).
     pub fn register_publish(&mut self, publish: &Publish) -> Result<(), std::str::Utf8Error> {
-        let meter = {
-            let topic = std::str::from_utf8(&publish.topic)?.to_string();
-            self.publishes.entry(topic).or_default()
-        };
-        meter.count += 1;
-        meter.size += publish.len();
+        std::str::from_utf8(&publish.topic)?;
 
         self.total_publishes.count += 1;
         self.total_publishes.size += publish.len();
@@ -370,8 +376,9 @@ impl IncomingMeter {
         &self.publishes
     }
 
-    pub fn register_subscription(&mut self, filter: Filter) -> bool {
-        self.subscribes.insert(filter)
+    /// telemetry-gateway patch: not recorded (see `register_publish`).
+    pub fn register_subscription(&mut self, _filter: Filter) -> bool {
+        true
     }
 
     pub fn unregister_subscription(&mut self, filter: &Filter) -> bool {

@@ -248,7 +248,7 @@ impl Router {
                 connection,
                 incoming,
                 outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            } => self.handle_new_connection(*connection, *incoming, *outgoing),
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
@@ -354,16 +354,22 @@ impl Router {
 
         let ackslog = AckLog::new();
 
-        let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(v) => v.as_millis().to_string(),
-            Err(e) => format!("Time error = {e:?}"),
-        };
+        // telemetry-gateway patch: the event history is shown only by the console
+        // (`Event::PrintStatus`); without it, it was a string (~90 bytes) per connection that
+        // nothing read.
+        if cfg!(feature = "console") {
+            let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(v) => v.as_millis().to_string(),
+                Err(e) => format!("Time error = {e:?}"),
+            };
 
-        let event = "connection at ".to_owned() + &time + ", clean = " + &clean_session.to_string();
-        connection.events.events.push_back(event);
+            let event =
+                "connection at ".to_owned() + &time + ", clean = " + &clean_session.to_string();
+            connection.events.events.push_back(event);
 
-        if connection.events.events.len() > 10 {
-            connection.events.events.pop_front();
+            if connection.events.events.len() > 10 {
+                connection.events.events.pop_front();
+            }
         }
 
         // telemetry-gateway patch: a will is published later under this connection's name, so
@@ -387,7 +393,7 @@ impl Router {
         if let Some(will) = connection.last_will.take() {
             self.last_wills.insert(
                 client_id.clone(),
-                (will, connection.last_will_properties.take()),
+                (*will, connection.last_will_properties.take().map(|p| *p)),
             );
         }
 
@@ -519,16 +525,19 @@ impl Router {
         }
 
         // Add disconnection event to metrics
-        let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(v) => v.as_millis().to_string(),
-            Err(e) => format!("Time error = {e:?}"),
-        };
+        // telemetry-gateway patch: for the console only, as at connection.
+        if cfg!(feature = "console") {
+            let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(v) => v.as_millis().to_string(),
+                Err(e) => format!("Time error = {e:?}"),
+            };
 
-        let event = "disconnection at ".to_owned() + &time;
-        connection.events.events.push_back(event);
+            let event = "disconnection at ".to_owned() + &time;
+            connection.events.events.push_back(event);
 
-        if connection.events.events.len() > 10 {
-            connection.events.events.pop_front();
+            if connection.events.events.len() > 10 {
+                connection.events.events.pop_front();
+            }
         }
 
         // Save state for persistent sessions
@@ -1548,6 +1557,9 @@ fn forward_device_data(
         // update the request cursor to use shared cursor
         request.cursor = shared_group.cursor;
     }
+    // telemetry-gateway patch: a reader that reads each message once (QoS 0, not shared) may
+    // free what it has read from a `release_read` log.
+    let reads_once = request.qos == 0 && shared_group.is_none();
 
     trace!(
         "Reading from datalog: {}[{}, {}]",
@@ -1654,6 +1666,9 @@ fn forward_device_data(
     let filter_idx = request.filter_idx;
     request.read_count += publishes.len();
     request.cursor = next;
+    if reads_once {
+        datalog.reader_passed(filter_idx, next.0);
+    }
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {

@@ -24,6 +24,12 @@ impl<T> Waiters<T> {
 
     /// Pushes a request to current wait queue
     pub fn register(&mut self, id: ConnectionId, request: T) {
+        // telemetry-gateway patch: room for exactly the first waiter. Most logs have one reader
+        // (every device's own ack topic is a filter), and the first push would have made room
+        // for four (~400 bytes a device).
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(1);
+        }
         let request = (id, request);
         self.current.push_back(request);
     }

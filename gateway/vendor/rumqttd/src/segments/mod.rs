@@ -164,6 +164,16 @@ where
         }
     }
 
+    /// telemetry-gateway patch: frees the memory segments whose index is below `segment`
+    /// (never the active one), as their only reader has read them all. A reader still behind
+    /// them jumps to the new head, as it does when retention drops a segment.
+    pub fn release_before(&mut self, segment: u64) {
+        while self.head < segment && self.segments.len() > 1 {
+            self.segments.pop_front();
+            self.head += 1;
+        }
+    }
+
     #[inline]
     pub fn last(&self) -> Option<T> {
         self.active_segment().last()
@@ -347,6 +357,42 @@ mod tests {
         assert_eq!(log.head, 1);
         assert_eq!(log.tail, 2);
         assert_eq!(log.len(), 2);
+    }
+
+    /// telemetry-gateway patch: `release_before` frees read segments, never the active one, and
+    /// what is still in memory reads as before.
+    #[test]
+    fn released_segments_are_freed_and_the_rest_still_reads() {
+        // Segments of 10 packets of 1 KiB, up to 4 in memory.
+        let mut log: CommitLog<Bytes> = CommitLog::new(10 * 1024, 4).unwrap();
+        for i in 0..35u8 {
+            log.append(random_payload(i, 1024));
+        }
+        assert_eq!((log.head, log.tail, log.len()), (0, 3, 4));
+
+        // The reader is in segment 2: segments 0 and 1 go.
+        log.release_before(2);
+        assert_eq!((log.head, log.tail, log.len()), (2, 3, 2));
+        let mut out = Vec::new();
+        let next = log.readv((2, 20), 100, &mut out).unwrap();
+        assert_eq!(out.len(), 15);
+        verify(20, 1024, out.remove(0));
+        assert_eq!(next, Done { start: (2, 20), end: (3, 35) });
+
+        // Past the active segment: the active one stays, and appends go on.
+        log.release_before(10);
+        assert_eq!((log.head, log.tail, log.len()), (3, 3, 1));
+        log.append(random_payload(35, 1024));
+        let mut out = Vec::new();
+        log.readv((3, 35), 10, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        verify(35, 1024, out.remove(0));
+
+        // A reader behind the new head jumps to it, as after retention.
+        let mut out = Vec::new();
+        let next = log.readv((0, 0), 100, &mut out).unwrap();
+        assert_eq!(next, Done { start: (3, 30), end: (3, 36) });
+        assert_eq!(out.len(), 6);
     }
 
     #[test]

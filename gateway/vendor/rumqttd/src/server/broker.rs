@@ -515,7 +515,10 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         self.awaiting_will_handler.clone(),
                         permit,
                     )
-                    .instrument(tracing::error_span!(
+                    // telemetry-gateway patch: a DEBUG span (was ERROR). An enabled span lives
+                    // as long as the connection, in the log subscriber's registry (~400 bytes a
+                    // connection); the lines logged here name the client themselves.
+                    .instrument(tracing::debug_span!(
                         "remote_link",
                         ?tenant_id,
                         client_id = field::Empty,
@@ -536,10 +539,11 @@ static CLIENT_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 
 /// telemetry-gateway patch: logs a client-caused connection failure, rate-limited (see
 /// [`CLIENT_ERRORS`]).
-fn client_error(what: &str, error: &dyn std::fmt::Debug) {
+fn client_error(what: &str, client_id: Option<&str>, error: &dyn std::fmt::Debug) {
     let n = CLIENT_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         warn!(
+            client_id,
             ?error,
             client_errors = n,
             "{what} (client connection failures so far: {n}; logged at powers of two)"
@@ -580,37 +584,29 @@ impl Callback for WSCallback {
     }
 }
 
-/// A new network connection should wait for a mqtt connect packet. This should be handled
-/// asynchronously to avoid blocking other new connections while this connection is
-/// waiting for mqtt connect packet. Also this honours connection wait time as per config to prevent
-/// denial of service attacks (rogue clients which only establish network connections without
-/// sending a mqtt connection packet to make the server reach its concurrent connection limit).
-async fn remote<P: Protocol>(
+/// telemetry-gateway patch: the setup half of [`remote`] (upstream's inline code, unchanged but
+/// for its returns): the transport handshake, the MQTT CONNECT and login, the will entry and
+/// the link's registration with the router. `None` when the connection ended there (logged or
+/// counted where it did).
+async fn start_link<P: Protocol>(
     config: Arc<ConnectionSettings>,
     tenant_id: Option<String>,
     router_tx: Sender<(ConnectionId, Event)>,
     stream: Box<dyn N>,
-    // telemetry-gateway patch: the listener's transport handshake, run here (off the accept
-    // loop) within the connection timeout.
     handshake: Option<crate::transport::SharedHandshake>,
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
-    // telemetry-gateway patch: this connection's slot (`max_open_connections`), freed when the
-    // connection ends. Passed in rather than held by a wrapping async block, which would store
-    // this whole future twice (~4 KB more per connection, measured).
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let _slot = slot;
+) -> Option<(RemoteLink<P>, String, flume::Receiver<AwaitingWill>)> {
     let connection_timeout = Duration::from_millis(config.connection_timeout_ms.into());
     let (stream, peer_identity) = match handshake {
         None => (stream, None),
         Some(handshake) => match time::timeout(connection_timeout, handshake.accept(stream)).await {
             Ok(Ok(accepted)) => (accepted.stream, accepted.peer_identity),
             // The application counted and logged it.
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return None,
             Err(_) => {
                 handshake.timed_out();
-                return;
+                return None;
             }
         },
     };
@@ -626,8 +622,8 @@ async fn remote<P: Protocol>(
     let connect_packet = match mqtt_connect(config, &mut network, peer_identity.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
-            client_error("Error while handling MQTT connect packet", &e);
-            return;
+            client_error("Error while handling MQTT connect packet", None, &e);
+            return None;
         }
     };
 
@@ -669,11 +665,8 @@ async fn remote<P: Protocol>(
     wills(&will_handlers).insert(client_id.clone(), will_tx);
 
     // Start the link
-    // telemetry-gateway patch: boxed, and so freed once the link is built. Awaited inline, its
-    // state (~2.9 KB, the largest of this function) sized this connection's task for as long as
-    // the connection lives: ~6.7 KB a connection, ~3 KB with the box (measured with
-    // `size_of_val` on the spawned future).
-    let mut link = match Box::pin(RemoteLink::new(
+    // telemetry-gateway patch: boxed (its state is ~2.9 KB, the largest here).
+    let link = match Box::pin(RemoteLink::new(
         router_tx.clone(),
         tenant_id.clone(),
         network,
@@ -685,11 +678,53 @@ async fn remote<P: Protocol>(
     {
         Ok(l) => l,
         Err(e) => {
-            error!(error=?e, "Remote link error");
+            error!(client_id, error=?e, "Remote link error");
             // telemetry-gateway patch: no will entry outlives a link that never started.
             wills(&will_handlers).remove(&client_id);
-            return;
+            return None;
         }
+    };
+    Some((link, client_id, will_rx))
+
+}
+
+/// A new network connection should wait for a mqtt connect packet. This should be handled
+/// asynchronously to avoid blocking other new connections while this connection is
+/// waiting for mqtt connect packet. Also this honours connection wait time as per config to prevent
+/// denial of service attacks (rogue clients which only establish network connections without
+/// sending a mqtt connection packet to make the server reach its concurrent connection limit).
+async fn remote<P: Protocol>(
+    config: Arc<ConnectionSettings>,
+    tenant_id: Option<String>,
+    router_tx: Sender<(ConnectionId, Event)>,
+    stream: Box<dyn N>,
+    // telemetry-gateway patch: the listener's transport handshake, run here (off the accept
+    // loop) within the connection timeout.
+    handshake: Option<crate::transport::SharedHandshake>,
+    protocol: P,
+    will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+    // telemetry-gateway patch: this connection's slot (`max_open_connections`), freed when the
+    // connection ends. Passed in rather than held by a wrapping async block, which would store
+    // this whole future twice (~4 KB more per connection, measured).
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let _slot = slot;
+    // telemetry-gateway patch: everything up to a started link runs in its own boxed future,
+    // freed once the link is built. Inline, its state (the CONNECT packet, the handshake's and
+    // the login's futures) stayed part of this future, and so of the connection's task, for as
+    // long as the connection lived.
+    let Some((mut link, client_id, will_rx)) = Box::pin(start_link(
+        config,
+        tenant_id.clone(),
+        router_tx.clone(),
+        stream,
+        handshake,
+        protocol,
+        will_handlers.clone(),
+    ))
+    .await
+    else {
+        return;
     };
 
     let connection_id = link.connection_id;
@@ -704,17 +739,17 @@ async fn remote<P: Protocol>(
         Err(remote::Error::Link(e)) => {
             // telemetry-gateway patch: rate-limited (every connection at each shutdown, and
             // each client the router drops, logged an ERROR line).
-            client_error("router-drop", &e);
+            client_error("router-drop", Some(&client_id), &e);
             send_disconnect = false;
         }
         // Connection was closed by peer
         Err(remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err))
             if err.kind() == io::ErrorKind::ConnectionAborted =>
         {
-            info!(error=?err, "disconnected");
+            info!(client_id, error=?err, "disconnected");
         }
         // Any other error
-        Err(e) => client_error("Connection ended with an error", &e),
+        Err(e) => client_error("Connection ended with an error", Some(&client_id), &e),
     };
 
     if send_disconnect {

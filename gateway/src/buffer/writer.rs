@@ -25,7 +25,10 @@ use super::layout::{
 use super::metrics::BufferMetrics;
 use super::sequencer::{self, BatchSeq};
 use super::store::{Buffer, Recovered};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
+// The writer's queues are flume's: a bounded flume channel allocates its slots as they fill
+// (crossbeam's bounded channel preallocated all 8,192, 0.85 MiB resident at any load).
+use flume::{Receiver, RecvTimeoutError};
 use redb::{Durability, ReadableTable};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -95,7 +98,7 @@ pub enum DeleteWhen {
 /// Sending side of the writer's queue.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
-    tx: Sender<Command>,
+    tx: flume::Sender<Command>,
 }
 
 impl WriterHandle {
@@ -164,7 +167,7 @@ impl BackfillWorker {
             );
             return Ok(None);
         };
-        let (tx, rx) = crossbeam_channel::bounded(16);
+        let (tx, rx) = flume::bounded(16);
         let stop = Arc::new(AtomicBool::new(false));
         let (buffer, flag) = (buffer.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -210,7 +213,7 @@ pub fn spawn(
     metrics: BufferMetrics,
     acks: Sender<Vec<AckOut>>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded(QUEUE_BATCHES);
+    let (tx, rx) = flume::bounded(QUEUE_BATCHES);
     let backfill = BackfillWorker::start(&buffer, &config)?;
     let mut writer = Writer::new(buffer, recovered, config, metrics, acks);
     let handle = std::thread::Builder::new()

@@ -28,6 +28,7 @@
 use super::config::{LiveLimits, ValidForwardConfig};
 use super::error::{ApiError, ApiErrorKind};
 use super::fresh::FreshWindow;
+use super::id_set::IdSet;
 use super::kinesis::{KinesisApi, PutResult, THROTTLED};
 use super::lane::Lane;
 use super::metrics::ForwardMetrics;
@@ -117,7 +118,7 @@ pub async fn run(
         tx,
         map: None,
         lanes: HashMap::new(),
-        claimed: Arc::new(Mutex::new(HashSet::new())),
+        claimed: Arc::new(Mutex::new(IdSet::new())),
         corrupt: HashSet::new(),
         accepted: Vec::new(),
         deletes_running: 0,
@@ -184,7 +185,7 @@ struct Forwarder {
     /// By shard id: the current map's shards plus retired ones with calls in flight.
     lanes: HashMap<Arc<str>, Lane>,
     /// Log ids in memory (queued, in flight, accepted and not yet deleted).
-    claimed: Arc<Mutex<HashSet<u64>>>,
+    claimed: Arc<Mutex<IdSet>>,
     /// Corrupt entries already reported.
     corrupt: HashSet<u64>,
     /// Accepted, awaiting delete.
@@ -244,7 +245,7 @@ impl Forwarder {
         );
     }
 
-    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+    fn claimed(&self) -> std::sync::MutexGuard<'_, IdSet> {
         self.claimed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -266,14 +267,6 @@ impl Forwarder {
         if self.now >= self.next_gauges {
             self.update_gauges();
             self.next_gauges = self.now + GAUGE_INTERVAL;
-            // A backlog drain or a burst may have grown the claimed set far beyond what a live
-            // site keeps (a few seconds of ids while deletes wait for a checkpoint): give the
-            // memory back.
-            let mut claimed = self.claimed();
-            if claimed.capacity() > 4 * claimed.len() + 4096 {
-                let keep = 2 * claimed.len();
-                claimed.shrink_to(keep);
-            }
         }
     }
 

@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod forwarder;
 pub mod fresh;
+pub mod id_set;
 pub mod kinesis;
 pub mod lane;
 pub mod metrics;

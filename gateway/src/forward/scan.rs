@@ -7,12 +7,12 @@
 //! cursor just before the entry it could not take; the others go on. So a backlogged shard
 //! never stalls the rest, and it re-reads only from where it stopped.
 
+use super::id_set::IdSet;
 use super::lane::Entry;
 use super::shard_map::ShardMap;
 use crate::buffer::layout::{LOG, RecordHeader};
 use crate::buffer::{BatchRecord, Buffer, ReadError};
 use redb::{ReadableDatabase, ReadableTable};
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// A lane as the scan sees it (index = the shard's index in the map).
@@ -45,7 +45,7 @@ pub fn scan(
     buffer: &Buffer,
     map: &ShardMap,
     lanes: &[ScanLane],
-    claimed: &Mutex<HashSet<u64>>,
+    claimed: &Mutex<IdSet>,
     max_entries: usize,
 ) -> Result<ScanOutput, ReadError> {
     let mut out = ScanOutput {

@@ -11,7 +11,7 @@
 # Outputs (CARGO_TARGET_DIR defaults to /var/cache/iot-gateway/target, as in tests/run-all):
 #   $CARGO_TARGET_DIR/dist/<target>/{telemetry-gateway,devsim}  stripped copies (what is shipped)
 #   $CARGO_TARGET_DIR/deb/telemetry-gateway_<v>-1_<arch>.deb
-# Built with the `ship` profile (root Cargo.toml: opt-level "s", fat LTO, one codegen unit),
+# Built with the `ship` profile (root Cargo.toml: opt-level "z", fat LTO, one codegen unit),
 # not `release` as the host binaries of tests/run-all: the shipped binary is ~46 % smaller
 # (docs/benchmarks.md, "Footprint (issue 16)"); the host side of the build (build scripts, proc
 # macros) is built once for both targets.

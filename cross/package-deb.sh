@@ -39,7 +39,13 @@ for lib in $needed; do
   esac
 done
 max_version() { grep -o "$1[0-9.]*" | sed "s/^$1//" | sort -V | tail -n 1; }
-[ $libc = yes ] && depends+=("libc6 (>= $(max_version GLIBC_ <<<"$symbols"))")
+libc_min=$(max_version GLIBC_ <<<"$symbols")
+# Packed relative relocations (cross/cargo-config.toml) need glibc 2.36's loader; the binary
+# says so with a version reference, not a versioned symbol.
+if "$tools-objdump" -p "$binary" | grep -q GLIBC_ABI_DT_RELR; then
+  libc_min=$(printf '%s\n2.36\n' "$libc_min" | sort -V | tail -n 1)
+fi
+[ $libc = yes ] && depends+=("libc6 (>= $libc_min)")
 [ $libgcc = yes ] && depends+=("libgcc-s1 (>= $(max_version GCC_ <<<"$symbols"))")
 # systemd: the unit, systemd-sysusers in postinst; ca-certificates: TLS to AWS.
 depends+=(systemd ca-certificates)

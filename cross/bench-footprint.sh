@@ -14,10 +14,13 @@
 #                                 [--idle 60] [--shards 1] [--only native|aarch64]
 #                                 [--native BIN] [--devsim-args "--phase random"]
 #                                 [--set section.key=value]... [--no-forward]
+#                                 [--smaps FILE]
 #
 # --set adds a gateway setting (a TOML value, e.g. --set forward.delete_interval_ms=2000) to the
 # generated config, for side-by-side runs of a knob. --no-forward leaves forwarding off (a
-# reference for the wear figures).
+# reference for the wear figures). --smaps writes, at the warm-up's end, the gateway's resident
+# memory per mapping (KiB resident and KiB anonymous, by file or [heap] / [stack] / [anon] and
+# permissions): where the non-heap part of the RSS is.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/iot-gateway/target).
 set -euo pipefail
@@ -29,7 +32,7 @@ devsim="$target_dir/release/devsim"
 emulator="$target_dir/release/kinesis-emulator"
 devices=1000 rate=1 warmup=180 window=600 idle=60 shards=1 only= devsim_args=
 declare -A extra=() # TOML section -> extra "key = value" lines (--set)
-forward=true
+forward=true smaps_out=
 while (($#)); do
   case "$1" in
     --devices) devices=$2; shift 2 ;;
@@ -42,6 +45,7 @@ while (($#)); do
     --native) native_bin=$2; shift 2 ;;
     --devsim-args) devsim_args=$2; shift 2 ;;
     --no-forward) forward=false; shift ;;
+    --smaps) smaps_out=$2; shift 2 ;;
     --set)
       [[ $2 =~ ^([a-z_.0-9]+)\.([a-z_0-9]+)=(.+)$ ]] || { echo "--set wants section.key=value, got $2" >&2; exit 2; }
       extra[${BASH_REMATCH[1]}]+="${BASH_REMATCH[2]} = ${BASH_REMATCH[3]}"$'\n'
@@ -98,6 +102,15 @@ rss_sample() {
   else
     echo "$total $total $(anon_kib "$1")"
   fi
+}
+# Resident and anonymous KiB per mapping (file or [heap]/[stack]/[anon], permissions), largest
+# first, with a total line.
+smaps_breakdown() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { key = ($6 == "" ? "[anon]" : $6) " " $2 }
+       /^Rss:/ { rss[key] += $2; total += $2 } /^Anonymous:/ { an[key] += $2; anon += $2 }
+       END { for (k in rss) if (rss[k] > 0) printf "%8d %8d  %s\n", rss[k], an[k], k
+             printf "%8d %8d  total (KiB resident, KiB anonymous)\n", total, anon }' "/proc/$1/smaps" |
+    sort -rn
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # Bytes the process caused to be written to storage (SD-card wear).
@@ -180,8 +193,13 @@ EOF
   started=$(date +%s) w0=$(written_bytes "$gw_pid") p0=$(payload_bytes "$http")
   c0=$(cpu_ticks "$gw_pid") t0=$(date +%s.%N)
   # One sample a second: "seconds-since-load-start total-KiB net-KiB anonymous-KiB".
+  local smaps_done=
   while kill -0 "$sim" 2>/dev/null; do
     r=$(rss_sample "$gw_pid" "$mode")
+    if [ -n "$smaps_out" ] && [ -z "$smaps_done" ] && (($(date +%s) - started >= warmup)); then
+      smaps_breakdown "$gw_pid" >"$smaps_out.$label"
+      smaps_done=1
+    fi
     echo "$(($(date +%s) - started)) $r" >>"$work/$label.rss"
     sleep 1
   done

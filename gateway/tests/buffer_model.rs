@@ -10,9 +10,9 @@
 //! - after a reopen, resending stored readings stores nothing new.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use gateway::buffer::{
-    AckOut, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, WriterHandle, writer,
-};
+mod common;
+
+use gateway::buffer::{AckOut, Buffer, BufferConfig, IncomingBatch, RecordReading, WriterHandle};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -81,13 +81,8 @@ fn open(
     }
     .validate()
     .expect("valid");
-    let (buffer, recovered) = Buffer::open(&config.path).expect("opens");
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = BufferMetrics::register(&mut registry);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (handle, thread) =
-        writer::spawn(buffer.clone(), recovered, config, metrics, tx).expect("writer");
-    (buffer, handle, thread, rx)
+    let w = common::spawn_writer(config);
+    (w.buffer, w.handle, w.thread, w.acks)
 }
 
 impl Harness {

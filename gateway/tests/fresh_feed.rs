@@ -3,9 +3,10 @@
 //! lands in the same group as the append leaves a buffer that still knows what it acked.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+mod common;
+
 use gateway::buffer::{
-    AckOut, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, ValidBufferConfig,
-    WriterHandle, writer,
+    AckOut, Buffer, BufferConfig, IncomingBatch, RecordReading, ValidBufferConfig, WriterHandle,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,18 +33,12 @@ struct Running {
 }
 
 fn start(dir: &Path) -> Running {
-    let config = config(dir);
-    let (buffer, recovered) = Buffer::open(&config.path).expect("opens");
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = BufferMetrics::register(&mut registry);
-    let (tx, acks) = crossbeam_channel::unbounded();
-    let (writer, thread) =
-        writer::spawn(buffer.clone(), recovered, config, metrics, tx).expect("writer");
+    let w = common::spawn_writer(config(dir));
     Running {
-        buffer,
-        writer,
-        thread,
-        acks,
+        buffer: w.buffer,
+        writer: w.handle,
+        thread: w.thread,
+        acks: w.acks,
     }
 }
 

@@ -3,7 +3,9 @@
 //! backlogged writer commit per batch: slowest to catch up, most SD-card wear).
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use gateway::buffer::{Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, writer};
+mod common;
+
+use gateway::buffer::{BufferConfig, IncomingBatch, RecordReading};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -17,11 +19,13 @@ fn a_backlog_of_old_batches_is_committed_in_a_few_large_groups() {
     }
     .validate()
     .expect("valid");
-    let (buffer, recovered) = Buffer::open(&config.path).expect("opens");
-    let metrics = BufferMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let (acks, _acks_rx) = crossbeam_channel::unbounded();
-    let (writer, thread) =
-        writer::spawn(buffer.clone(), recovered, config, metrics.clone(), acks).expect("writer");
+    let common::Writer {
+        buffer,
+        handle: writer,
+        thread,
+        acks: _acks,
+        metrics,
+    } = common::spawn_writer(config);
     // 4,000 one-reading batches of 1,000 devices that arrived a second ago: all overdue.
     let arrived = Instant::now() - Duration::from_secs(1);
     for step in 0..4u32 {

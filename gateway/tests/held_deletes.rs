@@ -4,6 +4,8 @@
 //! or a checkpoint commits them; entries the last checkpoint already reflects go at once.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+mod common;
+
 use gateway::buffer::layout::{META, META_CHECKPOINT_LOG_ID};
 use gateway::buffer::{
     AckOut, Buffer, BufferConfig, BufferMetrics, IncomingBatch, RecordReading, WriterHandle, writer,
@@ -37,18 +39,14 @@ fn start(delete_delay_ms: u64, checkpoint_interval_ms: u64) -> Running {
     }
     .validate()
     .expect("valid");
-    let (buffer, recovered) = Buffer::open(&config.path).expect("opens");
-    let metrics = BufferMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let (acks_tx, acks) = crossbeam_channel::unbounded();
-    let (writer, thread) =
-        writer::spawn(buffer.clone(), recovered, config, metrics.clone(), acks_tx).expect("writer");
+    let w = common::spawn_writer(config);
     Running {
         _dir: dir,
-        buffer,
-        writer,
-        thread,
-        acks,
-        metrics,
+        buffer: w.buffer,
+        writer: w.handle,
+        thread: w.thread,
+        acks: w.acks,
+        metrics: w.metrics,
     }
 }
 
@@ -112,6 +110,15 @@ impl Running {
         rx
     }
 
+    /// The answer to a delete started with [`Self::delete_later`], within 10 s (`why` says why
+    /// it must come).
+    fn answer(
+        done: &crossbeam_channel::Receiver<Result<u64, String>>,
+        why: &str,
+    ) -> Result<u64, String> {
+        done.recv_timeout(Duration::from_secs(10)).expect(why)
+    }
+
     /// Waits until the writer holds `ids` delete ids for its next checkpoint.
     fn wait_held(&self, ids: i64) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -155,9 +162,7 @@ fn held_deletes_wait_through_commits_and_a_now_delete_brings_them_forward() {
     // A `Now` delete (the forwarder's last one at shutdown) commits the held ones with it.
     let second = ids[50..55].to_vec();
     assert_eq!(r.writer.delete(second).expect("deletes"), 5);
-    let held = done
-        .recv_timeout(Duration::from_secs(10))
-        .expect("answered with the flush");
+    let held = Running::answer(&done, "answered with the flush");
     assert_eq!(held, Ok(50));
     assert_eq!(r.ids(), ids[55..].to_vec());
     assert!(
@@ -175,9 +180,7 @@ fn a_held_delete_is_committed_once_the_delay_has_passed_on_an_idle_writer() {
     let ids = r.ids();
     let asked = Instant::now();
     let done = r.delete_later(ids.clone());
-    let result = done
-        .recv_timeout(Duration::from_secs(10))
-        .expect("answered without any other command");
+    let result = Running::answer(&done, "answered without any other command");
     assert_eq!(result, Ok(20));
     assert!(asked.elapsed() >= Duration::from_millis(300), "held first");
     assert!(r.ids().is_empty());
@@ -197,9 +200,7 @@ fn entries_the_last_checkpoint_reflects_are_deleted_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let done = r.delete_later(ids);
-    let result = done
-        .recv_timeout(Duration::from_secs(10))
-        .expect("not held: no checkpoint needed");
+    let result = Running::answer(&done, "not held: no checkpoint needed");
     assert_eq!(result, Ok(20));
     assert!(r.ids().is_empty());
     r.stop();
@@ -214,9 +215,7 @@ fn many_held_ids_are_committed_without_waiting_for_the_delay() {
     let past = ids[19] + 1;
     ids.extend(past..past + writer::HELD_IDS_MAX as u64);
     let done = r.delete_later(ids);
-    let result = done
-        .recv_timeout(Duration::from_secs(10))
-        .expect("committed at once");
+    let result = Running::answer(&done, "committed at once");
     assert_eq!(result, Ok(20));
     assert!(r.ids().is_empty());
     r.stop();

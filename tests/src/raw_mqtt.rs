@@ -98,3 +98,27 @@ pub fn publish_v5(topic: &[u8], payload: &[u8], pkid: u16) -> Vec<u8> {
     body.extend_from_slice(payload);
     packet(0x32, &body)
 }
+
+/// Reads one packet from `stream`: its first byte (type and flags), then its body (the
+/// remaining length itself is not returned). A remaining length longer than MQTT's four bytes
+/// is an `InvalidData` error.
+pub fn read_packet(stream: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte)?;
+    let mut packet = vec![byte[0]];
+    let mut len = 0usize;
+    for shift in (0..4).map(|i| 7 * i) {
+        stream.read_exact(&mut byte)?;
+        len |= usize::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            let start = packet.len();
+            packet.resize(start + len, 0);
+            stream.read_exact(&mut packet[start..])?;
+            return Ok(packet);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "remaining length longer than four bytes",
+    ))
+}

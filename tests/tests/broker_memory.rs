@@ -14,7 +14,7 @@
 
 use e2e::raw_mqtt;
 use e2e::{GatewayOptions, GatewayProcess, devsim};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -82,27 +82,6 @@ const SITE_DEVICES: usize = 1_000;
 /// the larger savings (the task's 2 KB, the idle read buffer's 1 KB) fails it.
 const MAX_BYTES_PER_DEVICE: u64 = 8_500;
 
-/// Reads one MQTT packet from `socket`: its first byte (type and flags), then its body.
-fn read_packet(socket: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 1];
-    socket.read_exact(&mut header).expect("a packet");
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let mut byte = [0u8; 1];
-        socket.read_exact(&mut byte).expect("remaining length");
-        len |= usize::from(byte[0] & 0x7f) << shift;
-        shift += 7;
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    let mut body = vec![0u8; len];
-    socket.read_exact(&mut body).expect("packet body");
-    let mut packet = header.to_vec();
-    packet.extend(body);
-    packet
-}
-
 /// Connects `count` MQTT v5 devices named `{prefix}-NNNN` the way a device does: CONNECT,
 /// SUBSCRIBE to its own ack topic, one PUBLISH of one reading. Returns the open sockets.
 fn connect_devices(gw: &GatewayProcess, prefix: &str, count: usize) -> Vec<TcpStream> {
@@ -116,7 +95,7 @@ fn connect_devices(gw: &GatewayProcess, prefix: &str, count: usize) -> Vec<TcpSt
             socket
                 .write_all(&raw_mqtt::connect_v5(id.as_bytes()))
                 .expect("CONNECT");
-            let connack = read_packet(&mut socket);
+            let connack = raw_mqtt::read_packet(&mut socket).expect("CONNACK");
             // CONNACK: session-present flags, then the reason code (0: success).
             assert_eq!(
                 (connack[0], connack[2]),
